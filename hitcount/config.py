@@ -1,0 +1,64 @@
+"""The frozen settings of one hitcount server, every default named once with its reason.
+
+Owns: `Config` and the named defaults and limits. Imports nothing of ours.
+Must not: read the environment or the command line (that is `cli.py`), or do any I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass
+
+# The original Node prototype listened on 3000; keeping it lets old clients point at us unchanged.
+DEFAULT_PORT = 3000
+# Loopback by default: a collector is exposed on purpose, never by accident (uvicorn does the same).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PATH = "/log"
+DEFAULT_METHODS = ("GET",)
+# uvicorn and gunicorn both default to 2048 (ECOSYSTEM.md §1a).
+DEFAULT_BACKLOG = 2048
+# Below Kubernetes' 30 s termination grace period, so we finish before a SIGKILL (ECOSYSTEM.md §1c).
+DEFAULT_GRACEFUL_TIMEOUT = 10.0
+# Methods llhttp knows that may be listed in --methods. HEAD is answered always (as GET, no body).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
+
+# Write-buffer marks for backpressure: a client that pipelines without reading stops being read once
+# 64 KiB of answers wait for it (asyncio's own default high-water mark), and is read again below 16 KiB.
+WRITE_HIGH_WATER = 64 * 1024
+WRITE_LOW_WATER = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything one hitcount server needs to know; build it once, never mutate it."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    path: str = DEFAULT_PATH
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    log_file: str = "combined.log"
+    error_log: str = "error.log"
+    server_id: str = ""
+    backlog: int = DEFAULT_BACKLOG
+    timeout_graceful_shutdown: float = DEFAULT_GRACEFUL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/': {self.path!r}")
+        bad = [m for m in self.methods if m not in KNOWN_METHODS]
+        if bad or not self.methods:
+            raise ValueError(
+                f"unknown method(s) {','.join(bad) or '(none)'}; choose from "
+                + ",".join(sorted(KNOWN_METHODS))
+            )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
+
+    def with_port(self, port: int) -> Config:
+        """The same settings bound to `port` (used once port 0 has been resolved)."""
+        return dataclasses.replace(self, port=port)
+
+    def resolved_server_id(self) -> str:
+        """`--server-id`, or `hostname:port` as the issue asks."""
+        return self.server_id or f"{socket.gethostname()}:{self.port}"
