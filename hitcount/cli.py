@@ -120,7 +120,7 @@ def _loop_name() -> str:
     try:
         import uvloop
 
-        return f"uvloop {uvloop.__version__}"
+        return f"uvloop {getattr(uvloop, '__version__', '?')}"
     except ImportError:
         return "asyncio"
 
@@ -201,8 +201,13 @@ async def _serve(config: Config, records: JsonLinesSink, errors: JsonLinesSink) 
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
+
+    def reopen() -> None:
+        records.reopen()
+        errors.reopen()
+
     for sig in (signal.SIGHUP, signal.SIGUSR1):
-        loop.add_signal_handler(sig, lambda: (records.reopen(), errors.reopen()))
+        loop.add_signal_handler(sig, reopen)
     _say(
         f"{_version_line()} listening on http://{config.host}:{server.port}{config.path} "
         f"(server id {server.server_id}; records to {config.log_file}; pid {os.getpid()})"

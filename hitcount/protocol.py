@@ -48,11 +48,6 @@ class Site:
         self.connections: set[HitProtocol] = set()
         self.draining = False
 
-    def abort(self) -> None:
-        self._stop = True
-        if self._transport is not None:
-            self._transport.abort()
-
     def drain(self) -> None:
         """Shutdown: answer every request already received with `Connection: close`; close idle."""
         self.draining = True

@@ -48,7 +48,7 @@ class Server:
         self.slots = Slots.anonymous(1)
         self.site: Site | None = None
         self.ticker: Ticker | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = config.port
         self.server_id = ""

@@ -21,7 +21,7 @@ RETRY_PAUSE = 1.0  # seconds between attempts while the disk refuses a write
 
 
 class LineWriter:
-    """Appends lines to `path` (`-` is stdout, or the `dash` stream given) from its own thread; each line is flushed as written.
+    """Appends lines to `path` (`-`: stdout, or the `dash` stream) from its own thread, each flushed.
 
     A failed write (disk full, file gone) is retried, in order, until it succeeds or the writer is
     closed; the first failure of a streak is reported on stderr.
