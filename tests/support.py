@@ -192,7 +192,7 @@ def _closed_now(sock: socket.socket, leftover: bytes) -> bool:
     sock.settimeout(0.3)
     try:
         extra = sock.recv(65536)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True

@@ -1,0 +1,158 @@
+"""HitProtocol on a fake transport: parsing, routing and counting without sockets or a loop."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from hitcount.config import Config
+from hitcount.counter import Slots
+from hitcount.protocol import HitProtocol, Site
+
+GET = b"GET /log HTTP/1.1\r\nHost: t\r\n\r\n"
+STREAM = (
+    GET
+    + b"GET /log?ref=abc&x=%20 HTTP/1.1\r\nHost: t\r\nUser-Agent: x\r\n\r\n"
+    + b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n"
+    + b"PUT /log HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+    + b"POST /log HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    + b"HEAD /log HTTP/1.1\r\nHost: t\r\n\r\n"
+    + b"DELETE /log HTTP/1.1\r\nHost: t\r\n\r\n"
+)
+STREAM_STATUSES = [204, 204, 404, 204, 204, 204, 405]
+STREAM_HITS = 4  # GET, GET, PUT, POST; HEAD is answered, not counted
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def statuses(self) -> list[int]:
+        return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(self.writes))]
+
+
+def make(methods: tuple[str, ...] = ("GET", "PUT", "POST")) -> tuple[HitProtocol, FakeTransport, Slots]:
+    slots = Slots.anonymous(1)
+    site = Site(Config(methods=methods), slots.counter(0), 1_700_000_000.0)
+    proto = HitProtocol(site)
+    tr = FakeTransport()
+    proto.connection_made(tr)
+    return proto, tr, slots
+
+
+def feed(proto: HitProtocol, *chunks: bytes) -> None:
+    for c in chunks:
+        proto.data_received(c)
+
+
+def test_whole_stream_in_one_read_is_one_write() -> None:
+    proto, tr, slots = make()
+    feed(proto, STREAM)
+    assert len(tr.writes) == 1
+    assert tr.statuses() == STREAM_STATUSES and slots.total() == STREAM_HITS and not tr.closed
+
+
+@pytest.mark.parametrize("cut", range(1, len(STREAM)))
+def test_stream_split_at_every_byte(cut: int) -> None:
+    proto, tr, slots = make()
+    feed(proto, STREAM[:cut], STREAM[cut:])
+    assert tr.statuses() == STREAM_STATUSES and slots.total() == STREAM_HITS
+
+
+def test_stream_byte_by_byte() -> None:
+    proto, tr, slots = make()
+    feed(proto, *(STREAM[i : i + 1] for i in range(len(STREAM))))
+    assert tr.statuses() == STREAM_STATUSES and slots.total() == STREAM_HITS
+
+
+def test_url_in_pieces_is_joined() -> None:
+    proto, tr, slots = make()
+    feed(proto, b"GET /l", b"o", b"g?ref=x HTTP/1.1\r\nHo", b"st: a\r\n\r\n")
+    assert tr.statuses() == [204] and slots.total() == 1
+
+
+def test_answers_owed_go_out_before_the_error_in_order() -> None:
+    proto, tr, slots = make()
+    feed(proto, GET + b"GET /nope HTTP/1.1\r\n\r\n" + GET + b"GET /log HTTP/1.1\r\nBad Header\r\n\r\n" + GET)
+    assert tr.statuses() == [204, 404, 204, 400] and slots.total() == 2
+    assert len(tr.writes) == 1 and tr.closed
+    assert b"Connection: close" in tr.writes[0].split(b"HTTP/1.1 400")[1]
+
+
+def test_bad_body_after_headers_is_not_counted() -> None:
+    proto, tr, slots = make()
+    feed(proto, b"PUT /log HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n")
+    assert tr.statuses() == [400] and slots.total() == 0 and tr.closed
+
+
+def test_connection_close_stops_parsing_the_rest() -> None:
+    proto, tr, slots = make()
+    feed(proto, b"GET /log HTTP/1.1\r\nConnection: close\r\n\r\n" + GET * 3)
+    assert tr.statuses() == [204] and slots.total() == 1 and tr.closed
+    feed(proto, GET)  # anything arriving after the close is ignored
+    assert slots.total() == 1
+
+
+def test_upgrade_is_ignored_and_the_connection_goes_on() -> None:
+    proto, tr, slots = make()
+    feed(proto, b"GET /log HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET)
+    assert tr.statuses() == [204, 204] and slots.total() == 2 and not tr.closed
+
+
+def test_count_is_in_the_slot_before_the_answer_is_written() -> None:
+    proto, tr, slots = make()
+    seen: list[int] = []
+    tr.write = lambda data: seen.append(slots.total())  # type: ignore[method-assign]
+    feed(proto, GET * 5)
+    assert seen == [5]
+
+
+def test_drain_closes_idle_and_answers_in_progress_with_close() -> None:
+    proto, tr, slots = make()
+    idle, idle_tr, _ = make()
+    proto._site.connections.add(idle)  # noqa: SLF001 - two connections on one site
+    idle._site = proto._site  # noqa: SLF001
+    feed(proto, b"GET /log HTTP/1.1\r\nHo")
+    proto._site.drain()  # noqa: SLF001
+    assert idle_tr.closed and not tr.closed
+    feed(proto, b"st: t\r\n\r\n")
+    assert tr.statuses() == [204] and tr.closed and b"Connection: close" in tr.writes[0]
+    assert slots.total() == 1
+
+
+def test_backpressure_pauses_and_resumes_reading() -> None:
+    proto, tr, _ = make()
+    proto.pause_writing()
+    assert tr.paused
+    proto.resume_writing()
+    assert not tr.paused
+
+
+def test_default_methods_put_is_405_with_allow() -> None:
+    proto, tr, slots = make(("GET",))
+    feed(proto, b"PUT /log HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    out: Any = tr.writes[0]
+    assert tr.statuses() == [405] and b"Allow: GET, HEAD\r\n" in out and slots.total() == 0
