@@ -11,7 +11,8 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # The percentiles reported for every latency distribution (wrk's --latency prints the same 50/99).
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -38,49 +39,95 @@ def latency_summary(latencies_s: Iterable[float]) -> dict[str, float]:
     return out
 
 
-def second_windows(sends: Sequence[float], recvs: Sequence[float]) -> tuple[Counter[int], Counter[int]]:
-    """Per wall second S: `same[S]`, the hits sent and answered within S, which the server must have
-    counted in S; and `possible[S]`, the hits whose send..receive interval touches S, the most the
-    server can honestly have counted in S. Hits never answered (receive time 0) are left out."""
-    same: Counter[int] = Counter()
-    possible: Counter[int] = Counter()
+@dataclass
+class Windows:
+    """Per wall second S, from the client's per-hit send and answer times (answered hits only):
+    `same[S]` hits sent and answered within S — the server must have counted them in S;
+    `possible[S]` hits whose send..answer interval touches S — the most it may have counted in S;
+    `sent[S]` and `answered[S]` hits sent / answered in S, for the cumulative (direction) checks."""
+
+    same: Counter[int] = field(default_factory=Counter)
+    possible: Counter[int] = field(default_factory=Counter)
+    sent: Counter[int] = field(default_factory=Counter)
+    answered: Counter[int] = field(default_factory=Counter)
+
+    def add(self, other: Windows) -> None:
+        for mine, theirs in zip(self.as_tuple(), other.as_tuple()):
+            mine.update(theirs)
+
+    def as_tuple(self) -> tuple[Counter[int], ...]:
+        return (self.same, self.possible, self.sent, self.answered)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        names = ("same", "possible", "sent", "answered")
+        return {n: {str(k): v for k, v in sorted(c.items())} for n, c in zip(names, self.as_tuple())}
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, int]]) -> Windows:
+        def c(name: str) -> Counter[int]:
+            return Counter({int(k): v for k, v in data[name].items()})
+        return cls(c("same"), c("possible"), c("sent"), c("answered"))
+
+
+def second_windows(sends: Sequence[float], recvs: Sequence[float]) -> Windows:
+    """Bucket each answered hit (receive time > 0) by wall second; see `Windows`."""
+    w = Windows()
     for sent, got in zip(sends, recvs):
         if got <= 0.0:
             continue
         first, last = int(sent), int(got)
+        w.sent[first] += 1
+        w.answered[last] += 1
         if first == last:
-            same[first] += 1
-            possible[first] += 1
+            w.same[first] += 1
+            w.possible[first] += 1
         else:
             for second in range(first, last + 1):
-                possible[second] += 1
-    return same, possible
+                w.possible[second] += 1
+    return w
 
 
 @dataclass(frozen=True)
 class Attribution:
-    """How well the server's seconds match the seconds the client saw its hits answered in."""
+    """How well the server's seconds match the seconds in which the client saw its hits.
+
+    Every field is a lower bound: the client cannot see which hit the server put where, and a hit
+    that straddled a boundary may legitimately fill the gap another one left."""
 
     same_second_hits: int  # hits sent and answered within one wall second
-    missing: int  # of those, at least this many were not counted in their second
-    impossible: int  # hits counted in a second in which they were neither sent, served nor answered
-    fraction: float  # missing / same_second_hits: the figure held against the 0.1 % target
+    missing: int  # same-second hits that were not counted in their second
+    impossible: int  # hits counted in a second their send..answer interval does not touch
+    early: int  # hit-boundaries: counted by the end of S though sent after S (a late switch)
+    late: int  # hit-boundaries: answered by the end of S but counted after S
+    fraction: float  # max(missing, impossible) / same_second_hits: held against the 0.1 % target
+    seconds: list[tuple[int, int, int, int]]  # (S, same, possible, emitted) where S broke a bound
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def attribute(same: Counter[int], possible: Counter[int], emitted: dict[int, int]) -> Attribution:
-    """Compare the client's per-second windows with the server's per-second counts.
-
-    A second S whose record is below `same[S]` lost at least that many same-second hits to another
-    second (`missing`); a record above `possible[S]` holds hits that cannot belong there
-    (`impossible`, e.g. a hit answered in S but counted in S+1). Both are lower bounds: a hit that
-    straddled a boundary can fill the gap another one left."""
-    missing = sum(max(0, n - emitted.get(s, 0)) for s, n in same.items())
-    impossible = sum(max(0, n - possible.get(s, 0)) for s, n in emitted.items())
-    total_same = sum(same.values())
-    return Attribution(total_same, missing, impossible, missing / total_same if total_same else 0.0)
+def attribute(w: Windows, emitted: dict[int, int], keep: int = 20) -> Attribution:
+    """Compare the client's windows with the server's per-second counts. Per second S the record
+    must lie within [same[S], possible[S]]; cumulatively, by the end of S the server must have
+    counted every hit answered by then and none sent later. `keep` caps the offending seconds
+    listed for diagnosis."""
+    missing = impossible = early = late = 0
+    bad: list[tuple[int, int, int, int]] = []
+    sent_so_far = answered_so_far = counted_so_far = 0
+    for s in sorted(set(w.possible) | set(emitted)):
+        n, lo, hi = emitted.get(s, 0), w.same.get(s, 0), w.possible.get(s, 0)
+        missing += max(0, lo - n)
+        impossible += max(0, n - hi)
+        if (n < lo or n > hi) and len(bad) < keep:
+            bad.append((s, lo, hi, n))
+        sent_so_far += w.sent.get(s, 0)
+        answered_so_far += w.answered.get(s, 0)
+        counted_so_far += n
+        early += max(0, counted_so_far - sent_so_far)
+        late += max(0, answered_so_far - counted_so_far)
+    total = sum(w.same.values())
+    fraction = max(missing, impossible) / total if total else 0.0
+    return Attribution(total, missing, impossible, early, late, fraction, bad)
 
 
 @dataclass(frozen=True)

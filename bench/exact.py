@@ -185,7 +185,7 @@ def summarise(plan: Plan, rec: Recorder, t0: float) -> dict[str, Any]:
         lag = {}
     first = min((rec.sent[i] for i in range(rec.next)), default=t0)
     last = max((rec.got[i] for i in answered), default=first)
-    same, possible = second_windows(rec.sent[: rec.next], rec.got[: rec.next])
+    windows = second_windows(rec.sent[: rec.next], rec.got[: rec.next])
     duration = last - first
     return {
         "plan": asdict(plan),
@@ -198,8 +198,7 @@ def summarise(plan: Plan, rec: Recorder, t0: float) -> dict[str, Any]:
         "rps": rec.acked / duration if duration > 0 else 0.0,
         "latency_us": latency_summary(latencies),
         "send_lag_us": lag,
-        "same_second": {str(k): v for k, v in sorted(same.items())},
-        "possible_second": {str(k): v for k, v in sorted(possible.items())},
+        "windows": windows.to_json(),
     }
 
 

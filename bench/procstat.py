@@ -44,6 +44,23 @@ def parse_hwm_kib(status_text: str) -> int:
     return 0
 
 
+def parse_cpu_busy(proc_stat_text: str) -> tuple[int, int]:
+    """(busy, steal) ticks of the machine from the aggregate `cpu` line of /proc/stat. Busy is
+    user+nice+system+irq+softirq+steal: everything but idle and iowait (proc(5) field order)."""
+    for line in proc_stat_text.splitlines():
+        if line.startswith("cpu "):
+            f = [int(x) for x in line.split()[1:9]]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = f
+            return user + nice + system + irq + softirq + steal, steal
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot."""
+    busy, steal = parse_cpu_busy(Path("/proc/stat").read_text())
+    return busy / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
 def descendants(root: int, parent_of: Mapping[int, int]) -> set[int]:
     """`root` and every process whose parent chain reaches it."""
     children: dict[int, list[int]] = {}

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable 
 from bench import machine, report
 from bench.loadgen import LoadError
 from bench.servers import SPECS, Running, Spec, StartError
-from bench.workloads import PROFILES, Profile, check_accuracy, measure
+from bench.workloads import PROFILES, Profile, check_accuracy, measure, warm_up
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,11 +49,9 @@ def choose(args: argparse.Namespace) -> tuple[Profile, list[Spec]]:
     prof = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.workloads:
         wanted = set(args.workloads.split(","))
-        prof = Profile(prof.name, tuple(w for w in prof.workloads if w.name in wanted),
-                       prof.measure_s, prof.warmup_s, prof.rate_s, prof.repeat, prof.accuracy_hits)
+        prof = replace(prof, workloads=tuple(w for w in prof.workloads if w.name in wanted))
     if args.repeat:
-        prof = Profile(prof.name, prof.workloads, prof.measure_s, prof.warmup_s, prof.rate_s,
-                       args.repeat, prof.accuracy_hits)
+        prof = replace(prof, repeat=args.repeat)
     specs = list(SPECS)
     if args.servers:
         wanted = set(args.servers.split(","))
@@ -102,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 with Running(spec, out / f"{spec.name}-r{rnd}", cpus) as srv:
                     say(f"[{rnd}/{prof.repeat}] {spec.name}: pid {srv.pid} on CPU {cpus}, "
                         f"port {srv.port}")
+                    warm_up(srv, prof, load_cpu)
                     for wl in prof.workloads:
                         figures[wl.name] = measure(srv, wl, prof, load_cpu, out)
                         say(line(spec.name, wl.name, figures[wl.name]))
@@ -116,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
             try:
                 with Running(spec, out / f"{spec.name}-accuracy", server_cpu) as srv:
                     accuracy[spec.name] = acc = check_accuracy(srv, prof, load_cpu, out)
-                say(f"accuracy {spec.name}: emitted {acc['accuracy']['emitted']:,} for "
-                    f"{acc['accuracy']['acked']:,} acknowledged hits "
-                    f"({'exact' if acc['accuracy']['exact'] else 'NOT EXACT'}); "
-                    f"misattributed {acc['attribution']['missing']:,} of "
-                    f"{acc['attribution']['same_second_hits']:,} same-second hits, "
-                    f"{acc['attribution']['impossible']:,} impossible")
+                a, t = acc["accuracy"], acc["attribution"]
+                say(f"accuracy {spec.name}: emitted {a['emitted']:,} for {a['acked']:,} "
+                    f"acknowledged hits ({'exact' if a['exact'] else 'NOT EXACT'}); attribution: "
+                    f"{t['missing']:,} missing, {t['impossible']:,} impossible of "
+                    f"{t['same_second_hits']:,} same-second hits ({t['fraction']:.4%}); "
+                    f"early {t['early']:,}, late {t['late']:,}")
             except (StartError, LoadError) as exc:
                 failures.append(f"{spec.name} accuracy: {exc}")
                 say(f"  FAILED {spec.name} accuracy: {exc}")

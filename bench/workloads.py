@@ -8,12 +8,11 @@ servers.Running to hold servers and loadgen to drive them; prints nothing (run.p
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, loadgen
+from bench import analysis, loadgen, procstat
 from bench.servers import Running
 
 
@@ -47,7 +46,8 @@ class Profile:
     name: str
     workloads: tuple[Workload, ...]
     measure_s: int  # each wrk measurement
-    warmup_s: int  # a wrk run of the same workload before each measurement (0: none)
+    warmup_s: int  # keep-alive wrk load once after each server start, before any measurement
+    settle_s: int  # a wrk run of the same workload before each measurement (0: none)
     rate_s: float  # each fixed-rate run
     repeat: int  # rounds; every server is restarted each round and figures are medians
     accuracy_hits: tuple[int, int]  # (keep-alive, pipelined x16) hits in hitcount's accuracy check
@@ -55,14 +55,34 @@ class Profile:
 
 PROFILES = {
     # CI: every server answers and every code path of the harness runs; numbers mean nothing.
-    "smoke": Profile("smoke", (KEEPALIVE, fixed_rate(2_000)), 1, 0, 0.5, 1, (2_000, 3_200)),
+    "smoke": Profile("smoke", (KEEPALIVE, fixed_rate(2_000)), 1, 0, 0, 0.5, 1, (2_000, 3_200)),
     # A look in under a minute: the headline workloads once, one second each.
     "quick": Profile("quick", (KEEPALIVE, PIPELINED, NEWCONN, fixed_rate(5_000)),
-                     1, 0, 1.0, 1, (20_000, 40_000)),
+                     1, 1, 0, 1.0, 1, (20_000, 40_000)),
     # The recorded run.
     "full": Profile("full", (KEEPALIVE, PIPELINED, NEWCONN, C10K, fixed_rate(5_000),
-                             fixed_rate(20_000)), 5, 2, 5.0, 3, (200_000, 400_000)),
+                             fixed_rate(20_000)), 5, 2, 1, 5.0, 3, (200_000, 400_000)),
 }
+
+
+class Meter:
+    """CPU readings around one load run: the server tree's, and the whole machine's, so that what
+    neither the server nor the generator used (other tenants, steal) shows as `other_cpu_pct`."""
+
+    def __init__(self, server: Running) -> None:
+        self.server = server
+        self.cpu0 = server.cpu_seconds()
+        self.busy0, self.steal0 = procstat.machine_busy_seconds()
+
+    def figures(self, load: loadgen.Load, spins: bool = False) -> dict[str, Any]:
+        cpu = self.server.cpu_seconds() - self.cpu0
+        busy, steal = procstat.machine_busy_seconds()
+        fig = _figures(load, cpu, spins)
+        if load.duration_s:
+            other = busy - self.busy0 - cpu - load.client_cpu_s
+            fig["other_cpu_pct"] = max(0.0, 100.0 * other / load.duration_s)
+            fig["steal_pct"] = 100.0 * (steal - self.steal0) / load.duration_s
+        return fig
 
 
 def _figures(load: loadgen.Load, cpu_s: float, spins: bool = False) -> dict[str, Any]:
@@ -83,26 +103,34 @@ def _figures(load: loadgen.Load, cpu_s: float, spins: bool = False) -> dict[str,
 
 def measure(server: Running, wl: Workload, prof: Profile, load_cpu: str,
             scratch: Path) -> dict[str, Any]:
-    """Warm up (wrk workloads), then read the server tree's CPU around one measured load run."""
+    """Settle (wrk workloads), then read the server tree's CPU around one measured load run."""
     if wl.rate:
         hits = max(1, int(wl.rate * prof.rate_s))
         out = scratch / f"exact-{server.spec.name}-{wl.name}.json"
         argv = loadgen.exact_argv(server.port, hits, wl.connections, rate=wl.rate,
                                   timeout_s=prof.rate_s + 10.0, out=out)
-        before = server.cpu_seconds()
+        meter = Meter(server)
         load = loadgen.run_exact(argv, load_cpu, prof.rate_s + 10.0, out)
-        figures = _figures(load, server.cpu_seconds() - before, spins=True)
+        figures = meter.figures(load, spins=True)
         assert load.exact is not None
         figures["send_lag_us"] = load.exact["send_lag_us"]
         return figures
     url = f"http://127.0.0.1:{server.port}/log"
-    if prof.warmup_s:
-        warm = loadgen.wrk_argv(url, prof.warmup_s, wl.connections, wl.depth, wl.close)
-        loadgen.run_wrk(warm, load_cpu, prof.warmup_s)
+    if prof.settle_s:
+        warm = loadgen.wrk_argv(url, prof.settle_s, wl.connections, wl.depth, wl.close)
+        loadgen.run_wrk(warm, load_cpu, prof.settle_s)
     argv = loadgen.wrk_argv(url, prof.measure_s, wl.connections, wl.depth, wl.close)
-    before = server.cpu_seconds()
+    meter = Meter(server)
     load = loadgen.run_wrk(argv, load_cpu, prof.measure_s)
-    return _figures(load, server.cpu_seconds() - before)
+    return meter.figures(load)
+
+
+def warm_up(server: Running, prof: Profile, load_cpu: str) -> None:
+    """Load a freshly started server for a moment (allocators, caches, Node's JIT) before measuring."""
+    if prof.warmup_s:
+        url = f"http://127.0.0.1:{server.port}/log"
+        argv = loadgen.wrk_argv(url, prof.warmup_s, KEEPALIVE.connections)
+        loadgen.run_wrk(argv, load_cpu, prof.warmup_s)
 
 
 def check_accuracy(server: Running, prof: Profile, load_cpu: str, scratch: Path) -> dict[str, Any]:
@@ -110,8 +138,7 @@ def check_accuracy(server: Running, prof: Profile, load_cpu: str, scratch: Path)
     pipelined), stop the server with SIGTERM so it writes its last partial second, and compare
     its records with what the client saw: total against acknowledged hits, and per second."""
     acked = 0
-    same: Counter[int] = Counter()
-    possible: Counter[int] = Counter()
+    windows = analysis.Windows()
     runs = []
     for hits, depth in zip(prof.accuracy_hits, (1, 16)):
         out = scratch / f"accuracy-{server.spec.name}-d{depth}.json"
@@ -119,15 +146,13 @@ def check_accuracy(server: Running, prof: Profile, load_cpu: str, scratch: Path)
         load = loadgen.run_exact(argv, load_cpu, 120.0, out)
         assert load.exact is not None
         acked += load.requests
-        for window, key in ((same, "same_second"), (possible, "possible_second")):
-            for second, n in load.exact[key].items():
-                window[int(second)] += n
+        windows.add(analysis.Windows.from_json(load.exact["windows"]))
         runs.append({"hits": hits, "depth": depth, "acked": load.requests, "rps": load.rps,
                      "unanswered": load.exact["unanswered"], "errors": load.exact["errors"]})
     exit_code = server.stop()
     log = server.workdir / "combined.log"
     emitted = analysis.read_records(log.read_text().splitlines() if log.exists() else [])
-    attribution = analysis.attribute(same, possible, emitted.by_second)
+    attribution = analysis.attribute(windows, emitted.by_second)
     return {
         "runs": runs,
         "server_exit": exit_code,

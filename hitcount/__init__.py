@@ -1,6 +1,7 @@
 """hitcount: an exact hit counter. `GET /log` counts a hit; each wall-clock second becomes one record.
 
-The public API for embedding is `Collector` (also `Server`, `serve`) and `Config`; `Record` is what each second emits.
+The public API for embedding is `Collector` (also `Server`, `serve`) and `Config`;
+`Record` is what each second emits.
 """
 
 from .collector import Collector
