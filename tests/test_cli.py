@@ -85,6 +85,13 @@ def test_version_and_help() -> None:
         assert flag in r.stdout
 
 
+def test_console_script_is_installed_and_same_as_python_m() -> None:
+    script = Path(sys.executable).parent / "hitcount"
+    assert script.exists(), "pip install . must install the `hitcount` console script"
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == run("--version").stdout
+
+
 def test_port_in_use_is_one_line_and_exit_3(tmp_path: Path) -> None:
     first = Proc(tmp_path).start()
     try:
