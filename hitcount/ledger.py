@@ -24,9 +24,9 @@ EventSink = Callable[[Event], None]
 # server id → the last second of that server in the record log; -1: the log has none; None: unknown.
 LastLogged = Callable[[str], "int | None"]
 
-# Test-only: after this many records the ledger SIGKILLs its own process between the checkpoint and
-# the sink, to exercise the one window where a record is in the state file but not yet in the log.
-CRASH_ENV = "HITCOUNT_TEST_CRASH_AFTER_RECORDS"
+# Test-only: at the Nth record the ledger SIGKILLs its own process between the checkpoint and the
+# sink, to exercise the one window where a record is in the state file but not yet in the log.
+CRASH_ENV = "HITCOUNT_TEST_CRASH_AT_RECORD"
 # When the log holds no record of ours at all, only records this close to the crash are re-sent: the
 # writer thread writes a line within milliseconds of its checkpoint, and an older record missing from
 # a fresh log file was most likely rotated away, not lost.
@@ -50,9 +50,9 @@ class Ledger:
     def emit(self, record: Record) -> None:
         self.total += record.count
         self.slots.checkpoint(record.ts, self.total, KIND_RECORD)
-        if self._crash_after >= 0:
+        if self._crash_after > 0:
             self._crash_after -= 1
-            if self._crash_after < 0:
+            if self._crash_after == 0:
                 os.kill(os.getpid(), signal.SIGKILL)
         self._sink(record)
 

@@ -28,6 +28,8 @@ EXIT_BIND = 3
 # Test-only: "INDEX:SECONDS" makes the first generation of worker INDEX block its event loop after
 # SECONDS, so tests can watch the supervisor detect a stuck worker. Never set it in production.
 STUCK_ENV = "HITCOUNT_TEST_STUCK"
+# Test-only: a worker exits with this status before it becomes ready (a boot failure).
+EXIT_ENV = "HITCOUNT_TEST_WORKER_EXIT"
 
 
 def spec_for(config: Config, slots_path: str, index: int, generation: int, fd: int) -> str:
@@ -56,6 +58,8 @@ def _event(item: Record | Event) -> None:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
+    if os.environ.get(EXIT_ENV, "").isdigit():
+        return int(os.environ[EXIT_ENV])
     config = _config(spec["config"])
     index, generation = int(spec["index"]), int(spec["generation"])
     slots = Slots.open(spec["slots"])
