@@ -151,9 +151,7 @@ def test_sigterm_mid_load_counts_every_acknowledged_hit(tmp_path: Path) -> None:
 
 
 def test_stuck_worker_is_detected_killed_and_replaced(tmp_path: Path) -> None:
-    proc = start(
-        tmp_path, "--timeout-worker-healthcheck", "1", env={"HITCOUNT_TEST_STUCK": "0:1.0"}
-    )
+    proc = start(tmp_path, "--timeout-worker-healthcheck", "1", env={"HITCOUNT_TEST_STUCK": "0:1.0"})
     load = Load(proc.port, connections=8, depth=1).start()
     try:
         wait_for(lambda: has_event(proc, "worker_stuck"), what="stuck detection")
@@ -223,8 +221,10 @@ def test_worker_that_keeps_dying_stops_the_server(tmp_path: Path) -> None:
     proc = start(tmp_path)
     sup = proc.popen.pid  # type: ignore[union-attr]
     for n in range(1, 6):
-        wait_for(lambda: len(workers_of(sup)) == 2 and has_event(proc, "worker_restarted", n - 1),
-                 what="two live workers")
+        wait_for(
+            lambda n=n: len(workers_of(sup)) == 2 and has_event(proc, "worker_restarted", n - 1),
+            what="two live workers",
+        )
         os.kill(workers_of(sup)[0], signal.SIGKILL)
         if n == 5:
             break
