@@ -172,9 +172,9 @@ class Supervisor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self._stop_workers()
-        self.ticker.finish()
-        return code
+        forced = await self._stop_workers()
+        self.ticker.finish()  # killed workers' counted hits are in their slots: still emitted
+        return EXIT_RUNTIME if forced else code
 
     async def _dispatch(self) -> int:
         while True:
@@ -253,14 +253,17 @@ class Supervisor:
 
     # --- stopping ------------------------------------------------------------------------------
 
-    async def _stop_workers(self) -> None:
-        """SIGTERM every worker, wait for them (a second SIGINT, or the deadline, kills them)."""
+    async def _stop_workers(self) -> bool:
+        """SIGTERM every worker, wait for them (a second SIGINT, or the deadline, kills them).
+        Returns True when they had to be killed."""
         live = [w.popen for w in self.workers if w.popen is not None]
         for p in live:
             p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.config.timeout_graceful_shutdown + 1.0
+        forced = False
         while any(p.poll() is None for p in live):
             if time.monotonic() > deadline or self._interrupted_again():
+                forced = True
                 for p in live:
                     if p.poll() is None:
                         p.kill()
@@ -270,6 +273,7 @@ class Supervisor:
             await asyncio.sleep(STOP_POLL)
         for w in self.workers:
             w.popen = None
+        return forced
 
     def _interrupted_again(self) -> bool:
         while not self.queue.empty():

@@ -79,8 +79,18 @@ class Load:
                 raise TimeoutError(f"only {self.acked} of {n} hits acknowledged")
             await asyncio.sleep(0.01)
 
+    async def _quiet(self) -> None:
+        """Paused: nothing of ours is in flight; wait here until resumed (or stopped)."""
+        self._idle += 1
+        while self._paused and self._running:
+            await asyncio.sleep(0.005)
+        self._idle -= 1
+
     async def _conn(self) -> None:
         while self._running:
+            if self._paused:
+                await self._quiet()
+                continue
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
@@ -94,10 +104,7 @@ class Load:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while self._running:
             if self._paused:
-                self._idle += 1
-                while self._paused and self._running:
-                    await asyncio.sleep(0.005)
-                self._idle -= 1
+                await self._quiet()
                 continue
             owed = self.depth
             try:

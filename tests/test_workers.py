@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .load import Load
 from .support import Proc, records
 
@@ -44,8 +46,8 @@ def has_event(proc: Proc, name: str, n: int = 1) -> bool:
     return sum(e.get("event") == name for e in events(proc.error_log)) >= n
 
 
-def start(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
-    args = ["--workers", "2", "--server-id", SERVER_ID, "--state-dir", str(tmp / "state"), *extra]
+def start(tmp: Path, *extra: str, env: dict[str, str] | None = None, workers: int = 2) -> Proc:
+    args = ["--workers", str(workers), "--server-id", SERVER_ID, "--state-dir", str(tmp / "state"), *extra]
     return Proc(tmp, args, env=env or {}).start()
 
 
@@ -106,8 +108,9 @@ def test_sigkill_worker_with_requests_in_flight(tmp_path: Path) -> None:
     assert load.acked <= emitted(proc) <= load.acked + load.in_doubt
 
 
-def test_sigkill_everything_then_restart_emits_the_rest_once(tmp_path: Path) -> None:
-    proc = start(tmp_path)
+@pytest.mark.parametrize("workers", [2, 1])
+def test_sigkill_everything_then_restart_emits_the_rest_once(tmp_path: Path, workers: int) -> None:
+    proc = start(tmp_path, workers=workers)
     load = Load(proc.port).start()
     try:
         load.wait_acked(5000)
@@ -121,7 +124,7 @@ def test_sigkill_everything_then_restart_emits_the_rest_once(tmp_path: Path) -> 
     assert load.in_doubt == 0 and not load.errors
     acked_first = load.acked
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), what="the old processes")
-    again = start(tmp_path)
+    again = start(tmp_path, workers=workers)
     load2 = Load(again.port).start()
     try:
         load2.wait_acked(2000)
@@ -167,10 +170,11 @@ def test_stuck_worker_is_detected_killed_and_replaced(tmp_path: Path) -> None:
     assert died and died[0]["worker"] == 0 and "SIGKILL" in died[0]["message"]
 
 
-def test_crash_between_state_write_and_log_line_is_repaired_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [2, 1])
+def test_crash_between_state_write_and_log_line_is_repaired_once(tmp_path: Path, workers: int) -> None:
     """The ledger's window: the record is checkpointed, then the process dies before the line is
     written. The restart writes that record once (rebuilt), and nothing twice."""
-    proc = start(tmp_path, env={"HITCOUNT_TEST_CRASH_AT_RECORD": "3"})
+    proc = start(tmp_path, env={"HITCOUNT_TEST_CRASH_AT_RECORD": "3"}, workers=workers)
     load = Load(proc.port, connections=4, depth=1).start()
     try:
         wait_for(lambda: proc.popen.poll() is not None, what="the self-inflicted crash")  # type: ignore[union-attr]
@@ -180,7 +184,7 @@ def test_crash_between_state_write_and_log_line_is_repaired_once(tmp_path: Path)
     assert proc.popen.returncode == -signal.SIGKILL  # type: ignore[union-attr]
     assert len(records(proc.log)) == 2  # the third was checkpointed but never written
     wait_for(lambda: _unlocked(tmp_path), what="orphaned workers to leave")
-    again = start(tmp_path)
+    again = start(tmp_path, workers=workers)
     assert again.stop() == 0
     recs = records(again.log)
     check_once(recs)
@@ -268,3 +272,32 @@ def test_fallback_shared_socket_counts_exactly(tmp_path: Path) -> None:
     assert proc.stop() == 0
     assert emitted(proc) == load.acked
     assert has_event(proc, "reuseport_unavailable")
+
+
+def test_second_sigint_kills_workers_that_do_not_stop(tmp_path: Path) -> None:
+    """A stuck worker ignores the graceful stop; a second SIGINT kills it, and what was counted is
+    still written in the final record."""
+    proc = start(tmp_path, "--timeout-worker-healthcheck", "60", env={"HITCOUNT_TEST_STUCK": "0:2.0"})
+    load = Load(proc.port, connections=8, depth=1).start()
+    try:
+        load.wait_acked(2000)
+    finally:
+        load.stop()
+    time.sleep(2.2)  # let worker 0 block its loop (it was told to 2 s after it became ready)
+    proc.send(signal.SIGINT)
+    wait_for(lambda: any("stopping" in line for line in _stderr_so_far(proc)), what="the stop")
+    proc.send(signal.SIGINT)
+    assert proc.stop(signal.SIGCONT) == 1
+    recs = records(proc.log)
+    check_once(recs)
+    assert recs[-1].get("partial") is True
+    assert emitted(proc) == load.acked
+
+
+def _stderr_so_far(proc: Proc) -> list[str]:
+    assert proc.popen is not None and proc.popen.stderr is not None
+    os.set_blocking(proc.popen.stderr.fileno(), False)
+    chunk = proc.popen.stderr.read()
+    if chunk:
+        proc.stderr_lines += chunk.decode().splitlines(keepends=True)
+    return proc.stderr_lines
