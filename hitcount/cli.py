@@ -13,18 +13,30 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import DEFAULT_BACKLOG, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Config
+from .config import (
+    DEFAULT_BACKLOG,
+    DEFAULT_GRACEFUL_TIMEOUT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_WORKER_HEALTHCHECK,
+    Config,
+)
+from .counter import Slots, StateFileError
 from .server import Server
 from .sinks import JsonLinesSink
+from .sinks.tail import last_logged
+from .state import StateDir, StateLocked
+from .supervisor import serve_workers
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
+EXIT_WORKER_BOOT = 4  # a worker process never became ready (bind or import failure in the worker)
 
 
 class UsageError(Exception):
@@ -54,6 +66,19 @@ def _positive(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    n = int(text)
+    if n < 1:
+        raise ValueError(text)
+    return n
+
+
+def _default_workers() -> str:
+    return str(_env("WORKERS", os.environ.get("WEB_CONCURRENCY", "1")))
+
+
 def _methods(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.strip().upper() for m in text.split(",") if m.strip()))
 
@@ -63,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hitcount",
         description="Count hits on GET /log and write one JSON record per wall-clock second.",
         epilog="Every flag can also be set as HITCOUNT_<FLAG> (e.g. HITCOUNT_PORT=8080); "
-        "the flag wins. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 startup failure.",
+        "the flag wins. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 startup failure, "
+        "4 a worker never became ready.",
     )
     a = p.add_argument
     a("--host", default=_env("HOST", DEFAULT_HOST), help="address to listen on (%(default)s)")
@@ -107,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("TIMEOUT_GRACEFUL_SHUTDOWN", DEFAULT_GRACEFUL_TIMEOUT),
         help="seconds to finish open requests on SIGTERM before closing them (%(default)s)",
     )
+    a(
+        "--workers",
+        type=_workers,
+        default=_default_workers(),
+        help="worker processes, or 'auto' for one per CPU ($WEB_CONCURRENCY or 1)",
+    )
+    a(
+        "--state-dir",
+        default=_env("STATE_DIR", ""),
+        help="where counters and the emitted state survive crashes (default: .hitcount/ beside --log-file)",
+    )
+    a(
+        "--timeout-worker-healthcheck",
+        type=_positive,
+        default=_env("TIMEOUT_WORKER_HEALTHCHECK", DEFAULT_WORKER_HEALTHCHECK),
+        help="seconds without a heartbeat before a worker is killed and replaced (%(default)s)",
+    )
     a("--version", action="version", version=_version_line())
     return p
 
@@ -139,6 +182,9 @@ def parse(argv: Sequence[str] | None) -> Config:
             server_id=args.server_id,
             backlog=args.backlog,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+            workers=args.workers,
+            state_dir=args.state_dir,
+            timeout_worker_healthcheck=args.timeout_worker_healthcheck,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -160,14 +206,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _say(f"cannot open log file: {exc}")
         return EXIT_STARTUP
+    state = StateDir(config.resolved_state_dir())
     try:
-        return _run(config, records, errors)
+        state.acquire()
+        slots = state.open_slots(config.workers)
+    except (StateLocked, StateFileError, OSError) as exc:
+        _say(f"cannot use state directory: {exc}")
+        records.close()
+        errors.close()
+        return EXIT_STARTUP
+    try:
+        return _run(config, slots, records, errors)
     finally:
         records.close()
         errors.close()
+        slots.close()
+        state.release()
 
 
-def _run(config: Config, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+def _run(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
     try:
         import uvloop
 
@@ -175,14 +232,47 @@ def _run(config: Config, records: JsonLinesSink, errors: JsonLinesSink) -> int:
     except ImportError:  # uvloop does not exist on Windows or PyPy; plain asyncio still works
         runner = asyncio.run
     try:
-        return int(runner(_serve(config, records, errors)))
+        if config.workers > 1:
+            return int(runner(_serve_workers(config, slots, records, errors)))
+        return int(runner(_serve(config, slots, records, errors)))
     except KeyboardInterrupt:
         return EXIT_RUNTIME
 
 
-async def _serve(config: Config, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+async def _serve_workers(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+    def reopen() -> None:
+        records.reopen()
+        errors.reopen()
+
+    def started(port: int, server_id: str) -> None:
+        _started(config, port, server_id, f"{config.workers} workers; ")
+
+    return await serve_workers(
+        config,
+        slots,
+        records,
+        errors,
+        _say,
+        reopen,
+        started,
+        _last_logged(config),
+    )
+
+
+def _last_logged(config: Config) -> Callable[[str], int | None]:
+    return lambda server: last_logged(config.log_file, server)
+
+
+def _started(config: Config, port: int, server_id: str, extra: str = "") -> None:
+    _say(
+        f"{_version_line()} listening on http://{config.host}:{port}{config.path} "
+        f"(server id {server_id}; {extra}records to {config.log_file}; pid {os.getpid()})"
+    )
+
+
+async def _serve(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
     loop = asyncio.get_running_loop()
-    server = Server(config, records, errors)
+    server = Server(config, records, errors, slots=slots, last_logged=_last_logged(config))
     try:
         await server.start()
     except OSError as exc:
@@ -208,10 +298,7 @@ async def _serve(config: Config, records: JsonLinesSink, errors: JsonLinesSink) 
 
     for sig in (signal.SIGHUP, signal.SIGUSR1):
         loop.add_signal_handler(sig, reopen)
-    _say(
-        f"{_version_line()} listening on http://{config.host}:{server.port}{config.path} "
-        f"(server id {server.server_id}; records to {config.log_file}; pid {os.getpid()})"
-    )
+    _started(config, server.port, server.server_id)
     await stop.wait()
     _say("stopping: answering open requests and writing the last second")
     await server.stop()

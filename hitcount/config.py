@@ -7,6 +7,7 @@ Must not: read the environment or the command line (that is `cli.py`), or do any
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from dataclasses import dataclass
 
@@ -20,6 +21,19 @@ DEFAULT_METHODS = ("GET",)
 DEFAULT_BACKLOG = 2048
 # Below Kubernetes' 30 s termination grace period, so we finish before a SIGKILL (ECOSYSTEM.md §1c).
 DEFAULT_GRACEFUL_TIMEOUT = 10.0
+# A worker writes a heartbeat from its own event loop this often (seconds)...
+HEARTBEAT_INTERVAL = 0.1
+# ...and is declared stuck, killed and replaced when none came for this long (uvicorn's
+# --timeout-worker-healthcheck default is 5 s too).
+DEFAULT_WORKER_HEALTHCHECK = 5.0
+# A worker that has not bound its socket this long after being started never became ready.
+WORKER_READY_TIMEOUT = 10.0
+# A worker that dies RESTART_LIMIT times within RESTART_WINDOW seconds stops the server: something is
+# wrong that restarting will not fix (gunicorn and systemd use the same "N in T" shape).
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+# Restart delays after consecutive deaths of one slot: at once, then doubling up to the cap.
+RESTART_BACKOFF = (0.0, 0.25, 0.5, 1.0, 2.0)
 # Methods llhttp knows that may be listed in --methods. HEAD is answered always (as GET, no body).
 KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
 
@@ -42,6 +56,9 @@ class Config:
     server_id: str = ""
     backlog: int = DEFAULT_BACKLOG
     timeout_graceful_shutdown: float = DEFAULT_GRACEFUL_TIMEOUT
+    workers: int = 1
+    state_dir: str = ""
+    timeout_worker_healthcheck: float = DEFAULT_WORKER_HEALTHCHECK
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -54,10 +71,19 @@ class Config:
             )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1: {self.workers}")
 
     def with_port(self, port: int) -> Config:
         """The same settings bound to `port` (used once port 0 has been resolved)."""
         return dataclasses.replace(self, port=port)
+
+    def resolved_state_dir(self) -> str:
+        """`--state-dir`, or `.hitcount/` beside the record log (the working directory for stdout)."""
+        if self.state_dir:
+            return self.state_dir
+        base = "." if self.log_file == "-" else os.path.dirname(os.path.abspath(self.log_file))
+        return os.path.join(base, ".hitcount")
 
     def resolved_server_id(self) -> str:
         """`--server-id`, or `hostname:port` as the issue asks."""

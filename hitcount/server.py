@@ -1,7 +1,8 @@
 """One event loop's worth of hitcount: listen, count, tick, stop gracefully.
 
-Owns: `Server` (bind, serve, drain, final record) and `serve()` for embedding. Wires `protocol`,
-`counter`, `ticker` and the sinks passed in. Imports only our lower layers.
+Owns: `Server` (bind, serve, drain, final record), `listen_socket` and `serve()` for embedding. Wires
+`protocol`, `counter`, `ledger`/`ticker` and the sinks passed in. Imports only our lower layers.
+The same class is a worker (`ticking=False`: counts into its slot of shared Slots, the supervisor ticks).
 Must not: install signal handlers, call sys.exit or configure logging; that is the CLI's job.
 """
 
@@ -13,11 +14,12 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from .config import Config
+from .config import HEARTBEAT_INTERVAL, Config
 from .counter import Slots
+from .ledger import LastLogged, open_ticker
 from .protocol import HitProtocol, Site
 from .records import Event, Record
-from .ticker import Seconds, Ticker
+from .ticker import Ticker
 
 RecordSink = Callable[[Record], None]
 EventSink = Callable[[Event], None]
@@ -31,6 +33,9 @@ class Server:
     `start()` binds (port 0 is resolved to the real port), `stop()` stops accepting, answers what was
     received, closes connections and emits the final partial second. Every hit acknowledged before
     `stop()` returns is in exactly one emitted record.
+
+    `slots` (default: anonymous, one slot) and `index` say where hits are counted; pass file-backed
+    Slots to make counts and the emitted state survive a crash. `sock` is an already bound socket.
     """
 
     def __init__(
@@ -40,12 +45,21 @@ class Server:
         log: EventSink,
         *,
         clock: Callable[[], float] = time.time,
+        slots: Slots | None = None,
+        index: int = 0,
+        ticking: bool = True,
+        sock: socket.socket | None = None,
+        last_logged: LastLogged | None = None,
     ) -> None:
         self.config = config
         self._emit = emit
         self._log = log
         self._clock = clock
-        self.slots = Slots.anonymous(1)
+        self.slots = slots if slots is not None else Slots.anonymous(1)
+        self.index = index
+        self._ticking = ticking
+        self._sock = sock
+        self._last_logged = last_logged
         self.site: Site | None = None
         self.ticker: Ticker | None = None
         self._server: asyncio.Server | None = None
@@ -60,23 +74,28 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.site = Site(self.config, self.slots.counter(0), self._clock())
+        self.site = Site(self.config, self.slots.counter(self.index), self._clock())
         site = self.site
-        self._server = await loop.create_server(
-            lambda: HitProtocol(site),
-            host=self.config.host,
-            port=self.config.port,
-            backlog=self.config.backlog,
-            reuse_address=True,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        if self._sock is None:
+            self._sock = listen_socket(self.config, reuse_port=False)
+        self.port = self._sock.getsockname()[1]
         self.server_id = self.config.with_port(self.port).resolved_server_id()
-        seconds = Seconds(self.server_id, self._clock(), self.slots.total())
-        self.ticker = Ticker(seconds, self.slots.total, self._emit, self._log, clock=self._clock)
+        if self._ticking:  # resume before the first hit is read and before our first heartbeat
+            self.ticker = open_ticker(
+                self.slots,
+                self.server_id,
+                self._emit,
+                self._log,
+                clock=self._clock,
+                last_logged=self._last_logged,
+            )
+        self._server = await loop.create_server(lambda: HitProtocol(site), sock=self._sock)
         self._tasks = [
-            loop.create_task(self.ticker.run(), name="hitcount-ticker"),
             loop.create_task(self._refresh_dates(), name="hitcount-dates"),
+            loop.create_task(self._beat(), name="hitcount-heartbeat"),
         ]
+        if self.ticker is not None:
+            self._tasks.append(loop.create_task(self.ticker.run(), name="hitcount-ticker"))
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -84,7 +103,7 @@ class Server:
 
     async def stop(self, timeout: float | None = None) -> None:
         """Graceful stop: no new connections, answer what was received, final partial record."""
-        if self._server is None or self.site is None or self.ticker is None:
+        if self._server is None or self.site is None:
             return
         timeout = self.config.timeout_graceful_shutdown if timeout is None else timeout
         self._server.close()
@@ -97,8 +116,16 @@ class Server:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.ticker.finish()
+        if self.ticker is not None:
+            self.ticker.finish()
         self._server = None
+
+    async def _beat(self) -> None:
+        """The heartbeat, written from this loop: proof that it turns, and the time of its last turn
+        (crash recovery spreads unemitted hits up to it)."""
+        while True:
+            self.slots.beat(self.index, self._clock())
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _refresh_dates(self) -> None:
         assert self.site is not None
@@ -106,6 +133,26 @@ class Server:
             now = self._clock()
             self.site.responses.refresh(now)
             await asyncio.sleep(math.floor(now) + 1 - now + 0.0005)
+
+
+def listen_socket(config: Config, *, reuse_port: bool, port: int | None = None) -> socket.socket:
+    """A listening TCP socket for `config` (on `port` if given). With `reuse_port`, several processes
+    can each bind their own socket to one port and the kernel balances connections between them."""
+    port = config.port if port is None else port
+    infos = socket.getaddrinfo(config.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        sock.listen(config.backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def serve(

@@ -95,7 +95,9 @@ def test_console_script_is_installed_and_same_as_python_m() -> None:
 def test_port_in_use_is_one_line_and_exit_3(tmp_path: Path) -> None:
     first = Proc(tmp_path).start()
     try:
-        r = run("--port", str(first.port), "--log-file", str(tmp_path / "x.log"), cwd=tmp_path)
+        other = tmp_path / "other"
+        other.mkdir()
+        r = run("--port", str(first.port), "--log-file", str(other / "x.log"), cwd=other)
     finally:
         first.stop()
     assert r.returncode == 3
