@@ -149,6 +149,11 @@ def _say(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["aggregate"]:  # `hitcount aggregate ...`: the Aggregate & Report service
+        from .aggregator.cli import main as aggregate
+
+        return aggregate(argv[1:])
     try:
         config = parse(argv)
     except UsageError as exc:
