@@ -13,18 +13,23 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import DEFAULT_BACKLOG, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_HOST, DEFAULT_PORT, Config
+from .records import Record
 from .server import Server
 from .sinks import JsonLinesSink
+
+if TYPE_CHECKING:
+    from .sinks.report import ReportSink
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
+REPORT_SCHEMES = ("http://", "redis://", "rediss://", "unix://")
 
 
 class UsageError(Exception):
@@ -107,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("TIMEOUT_GRACEFUL_SHUTDOWN", DEFAULT_GRACEFUL_TIMEOUT),
         help="seconds to finish open requests on SIGTERM before closing them (%(default)s)",
     )
+    a(
+        "--report-to",
+        default=_env("REPORT_TO", ""),
+        help="also send each second to an aggregator (http://HOST:PORT) or Redis (redis://HOST:PORT/DB)",
+    )
+    a(
+        "--state-dir",
+        default=_env("STATE_DIR", ""),
+        help="files kept across restarts, e.g. the report spool (default: .hitcount/ beside --log-file)",
+    )
     a("--version", action="version", version=_version_line())
     return p
 
@@ -128,6 +143,8 @@ def _loop_name() -> str:
 def parse(argv: Sequence[str] | None) -> Config:
     """Flags and environment → Config; raises UsageError with a one-line message."""
     args = build_parser().parse_args(argv)
+    if args.report_to and not args.report_to.startswith(REPORT_SCHEMES):
+        raise UsageError(f"--report-to must be http://HOST:PORT or redis://HOST:PORT/DB: {args.report_to!r}")
     try:
         return Config(
             host=args.host,
@@ -139,6 +156,8 @@ def parse(argv: Sequence[str] | None) -> Config:
             server_id=args.server_id,
             backlog=args.backlog,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+            report_to=args.report_to,
+            state_dir=args.state_dir,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -187,12 +206,22 @@ def _run(config: Config, records: JsonLinesSink, errors: JsonLinesSink) -> int:
 
 async def _serve(config: Config, records: JsonLinesSink, errors: JsonLinesSink) -> int:
     loop = asyncio.get_running_loop()
-    server = Server(config, records, errors)
+    try:
+        reporter = _reporter(config, errors)
+    except (OSError, ValueError) as exc:
+        _say(f"cannot report to {config.report_to}: {exc}")
+        return EXIT_STARTUP
+    emit: Callable[[Record], None] = records if reporter is None else _both(records, reporter)
+    server = Server(config, emit, errors)
     try:
         await server.start()
     except OSError as exc:
         _say(f"cannot listen on {config.host}:{config.port}: {_bind_reason(exc)}")
+        if reporter is not None:
+            await reporter.aclose(0)
         return EXIT_STARTUP
+    if reporter is not None:
+        reporter.start()
     stop = asyncio.Event()
     interrupts = 0
 
@@ -220,7 +249,30 @@ async def _serve(config: Config, records: JsonLinesSink, errors: JsonLinesSink) 
     await stop.wait()
     _say("stopping: answering open requests and writing the last second")
     await server.stop()
+    if reporter is not None:
+        await reporter.aclose(config.timeout_graceful_shutdown)
     return EXIT_OK
+
+
+def _reporter(config: Config, errors: JsonLinesSink) -> ReportSink | None:
+    """The report sink for --report-to, with its spool under the state directory (created here)."""
+    if not config.report_to:
+        return None
+    from .sinks.report import ReportSink
+    from .sinks.spool import Spool
+    from .sinks.targets import open_target
+
+    state = config.resolved_state_dir()
+    os.makedirs(state, exist_ok=True)
+    return ReportSink(open_target(config.report_to), Spool(os.path.join(state, "report-spool.jsonl")), errors)
+
+
+def _both(first: Callable[[Record], None], second: Callable[[Record], None]) -> Callable[[Record], None]:
+    def emit(record: Record) -> None:
+        first(record)
+        second(record)
+
+    return emit
 
 
 def _bind_reason(exc: OSError) -> str:

@@ -7,6 +7,7 @@ Must not: read the environment or the command line (that is `cli.py`), or do any
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ class Config:
     server_id: str = ""
     backlog: int = DEFAULT_BACKLOG
     timeout_graceful_shutdown: float = DEFAULT_GRACEFUL_TIMEOUT
+    # Where each emitted second is also reported: "" (nowhere), http://HOST:PORT or redis://HOST:PORT/DB.
+    report_to: str = ""
+    # Files that outlive the process (the report spool); "" means `.hitcount/` beside the log file.
+    state_dir: str = ""
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -58,6 +63,13 @@ class Config:
     def with_port(self, port: int) -> Config:
         """The same settings bound to `port` (used once port 0 has been resolved)."""
         return dataclasses.replace(self, port=port)
+
+    def resolved_state_dir(self) -> str:
+        """`--state-dir`, or `.hitcount/` in the log file's directory (the working directory for '-')."""
+        if self.state_dir:
+            return self.state_dir
+        base = os.path.dirname(self.log_file) if self.log_file != "-" else ""
+        return os.path.join(base or ".", ".hitcount")
 
     def resolved_server_id(self) -> str:
         """`--server-id`, or `hostname:port` as the issue asks."""

@@ -16,8 +16,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..cli import EXIT_OK, EXIT_RUNTIME, EXIT_STARTUP, EXIT_USAGE, UsageError, _bind_reason, _Parser, _port
-from ..cli import _positive, _version_line
+from ..cli import (
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_STARTUP,
+    EXIT_USAGE,
+    UsageError,
+    _bind_reason,
+    _Parser,
+    _port,
+    _positive,
+    _version_line,
+)
 from ..config import DEFAULT_BACKLOG, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_HOST
 from ..sinks import JsonLinesSink
 from .service import Aggregator

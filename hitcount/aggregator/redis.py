@@ -88,7 +88,7 @@ class RedisStore:
             for minute, items in _by_minute(batch.counts):
                 keys = [self.key(minute, "t"), self.key(minute, "v")]
                 keys += [self.key(minute, f"s:{ts}") for ts, _ in items]
-                args: list[object] = [field, batch.server, (minute + 1) * MINUTE + self.retention]
+                args: list[str | int] = [field, batch.server, (minute + 1) * MINUTE + self.retention]
                 for ts, n in items:
                     args += [ts, n]
                 await self._write(keys=keys, args=args, client=pipe)
@@ -109,7 +109,10 @@ class RedisStore:
     async def _per_server(self, since: int, until: int) -> dict[str, int]:
         """Whole minutes from the minute sums; the ragged edges from the per-second writer hashes."""
         first, last = -(-since // MINUTE), until // MINUTE
-        edges = range(since, until) if first >= last else [*range(since, first * 60), *range(last * 60, until)]
+        if first >= last:
+            edges = list(range(since, until))
+        else:
+            edges = [*range(since, first * MINUTE), *range(last * MINUTE, until)]
         out: dict[str, int] = {}
         keys = [self.key(ts // MINUTE, f"s:{ts}") for ts in edges]
         for found in await self._hgetall(keys):

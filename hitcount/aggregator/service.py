@@ -21,7 +21,9 @@ DRAIN_POLL = 0.01
 class Aggregator:
     """Serves `store` on host:port. `stop()` answers every request already received, then closes."""
 
-    def __init__(self, store: Store, log: Callable[[Event], None], host: str, port: int, backlog: int) -> None:
+    def __init__(
+        self, store: Store, log: Callable[[Event], None], host: str, port: int, backlog: int
+    ) -> None:
         self.store = store
         self.app = App(store, log)
         self.site = Connections(self.app)
