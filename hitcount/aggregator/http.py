@@ -87,6 +87,7 @@ class AggProtocol(asyncio.Protocol):
         self._head = 0
         self._refusal: tuple[int, str] | None = None
         self._pending: deque[tuple[asyncio.Future[Answer], bool]] = deque()
+        self._last: asyncio.Future[Answer] | None = None
         self._stop = False  # no more requests from this connection
         self._paused = False
 
@@ -146,12 +147,20 @@ class AggProtocol(asyncio.Protocol):
         method = self._parser.get_method().decode("ascii", "replace")
         request = Request(method, self._url.decode("latin-1"), b"".join(self._body))
         self._url, self._body = b"", []
-        fut = asyncio.ensure_future(self._site.handler(request))
+        fut = asyncio.ensure_future(self._after(self._last, request))
+        self._last = fut
         self._queue(fut, close)
         if close:
             self._stop = True
 
     # --- internals -----------------------------------------------------------------------------
+
+    async def _after(self, previous: asyncio.Future[Answer] | None, request: Request) -> Answer:
+        """Handle `request` once the one before it on this connection is done: pipelined requests
+        take effect in order, so a GET sees every PUT sent before it."""
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        return await self._site.handler(request)
 
     def _grow_head(self, n: int) -> None:
         self._head += n

@@ -38,8 +38,9 @@ local field, server, at = ARGV[1], ARGV[2], ARGV[3]
 local moved = 0
 for i = 3, #KEYS do
   local ts, new = ARGV[2 * i - 2], tonumber(ARGV[2 * i - 1])
-  local old = tonumber(redis.call('HGET', KEYS[i], field) or '0')
-  if new ~= old then
+  local prev = redis.call('HGET', KEYS[i], field)
+  local old = tonumber(prev or '0')
+  if new ~= old or not prev then
     redis.call('HSET', KEYS[i], field, ARGV[2 * i - 1])
     redis.call('HINCRBY', KEYS[1], ts, string.format('%d', new - old))
     moved = moved + (new - old)
