@@ -126,9 +126,16 @@ def measure(kind: str, servers: int, seconds: int, tmp: Path, repeat: int) -> di
         "fill_s": round(fill_s, 1),
         "fill_rows_per_s": round(servers * seconds / fill_s),
         "get_count_s": {"min": round(min(runs), 3), "median": round(statistics.median(runs), 3)},
-        "get_count_by_server_s": {"min": round(min(by_runs), 3), "median": round(statistics.median(by_runs), 3)},
+        "get_count_by_server_s": {
+            "min": round(min(by_runs), 3),
+            "median": round(statistics.median(by_runs), 3),
+        },
         "total": want,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
     }
 
 

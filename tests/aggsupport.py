@@ -39,7 +39,16 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         cmd = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
-        cmd += ["--appendfsync", "always", "--dir", str(self.dir), "--daemonize", "no", "--protected-mode", "no"]
+        cmd += [
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
         self.popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -134,7 +143,9 @@ def put_batch(port: int, server: str, counts: list[list[int]], run: str = "") ->
 
 
 def count(port: int, since: int, until: int, by_server: bool = False) -> dict[str, Any]:
-    status, doc = call(port, "GET", f"/count?since={since}&until={until}" + ("&by=server" if by_server else ""))
+    status, doc = call(
+        port, "GET", f"/count?since={since}&until={until}" + ("&by=server" if by_server else "")
+    )
     assert status == 200, doc
     assert isinstance(doc, dict)
     return doc
@@ -190,4 +201,3 @@ def hits(port: int, n: int) -> None:
             resps, _ = read_responses(s, k)
             assert [r.status for r in resps] == [204] * k
             n -= k
-

@@ -135,7 +135,9 @@ def test_pipelined_requests_answered_in_order(agg: AggProc) -> None:
             reqs.append(b"PUT /logBatch?timestamp=oops HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
         else:
             body = json.dumps({"server": f"p{i}", "counts": [[t, i]]}).encode()
-            reqs.append(b"PUT /logBatch HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            reqs.append(
+                b"PUT /logBatch HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
     with connect(agg.port) as s:
         s.sendall(b"".join(reqs))
         resps, closed = read_responses(s, len(reqs))

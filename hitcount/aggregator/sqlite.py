@@ -175,4 +175,7 @@ class SqliteStore:
         every = min(SWEEP_EVERY, max(1.0, self.retention / 4))
         while True:
             await asyncio.sleep(every)
-            await self.sweep()
+            try:
+                await self.sweep()
+            except sqlite3.Error:
+                pass  # a busy or full disk: the rows stay a little longer; the next sweep retries
