@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .aggsupport import AggProc, Load, RedisServer, count, hits, wait_total
+from .aggsupport import AggProc, Load, RedisServer, call, count, hits, wait_total
 from .support import Proc, free_port, records
 
 
@@ -143,8 +143,6 @@ def test_count_without_since_is_the_last_complete_second(tmp_path: Path) -> None
     try:
         doc = count(agg.port, 0, 0)
         assert doc == {"since": 0, "until": 0, "total": 0, "series": []}
-        from .aggsupport import call
-
         before = int(time.time())
         status, doc = call(agg.port, "GET", "/count")
         assert status == 200 and doc["until"] - doc["since"] == 1

@@ -10,6 +10,7 @@ Durable means: the transaction is committed with `synchronous=FULL`, so the WAL 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -169,13 +170,12 @@ class SqliteStore:
             sql = "SELECT server, sum(count) FROM minutes WHERE minute >= ? AND minute < ? GROUP BY server"
             for server, n in db.execute(sql, (first, last)):
                 out[server] = out.get(server, 0) + n
-        return dict(sorted(out.items()))
+        return {s: n for s, n in sorted(out.items()) if n}
 
     async def _sweep_forever(self) -> None:
         every = min(SWEEP_EVERY, max(1.0, self.retention / 4))
         while True:
             await asyncio.sleep(every)
-            try:
+            # A busy or full disk: the rows stay a little longer; the next sweep retries.
+            with contextlib.suppress(sqlite3.Error):
                 await self.sweep()
-            except sqlite3.Error:
-                pass  # a busy or full disk: the rows stay a little longer; the next sweep retries

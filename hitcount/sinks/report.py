@@ -88,12 +88,16 @@ class ReportSink:
                 left = deadline - time.monotonic()
                 if not await asyncio.wait_for(self._step(), left):
                     break  # the target is down: no point retrying inside a shutdown
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, OSError):
             pass
         unsent = list(self._memory)
-        await asyncio.to_thread(self.spool.append, unsent)
-        if unsent:
-            self._event("warning", "report_spooled", f"{len(unsent)} unsent seconds saved for the next start")
+        try:
+            await asyncio.to_thread(self.spool.append, unsent)
+        except OSError as exc:
+            self._event("error", "report_lost", f"{len(unsent)} unsent seconds not saved: {exc}")
+        else:
+            if unsent:
+                self._event("warning", "report_spooled", f"{len(unsent)} unsent seconds saved for next start")
         self._memory.clear()
         await self.target.close()
 
@@ -106,7 +110,12 @@ class ReportSink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if await self._step():
+            try:
+                delivered = await self._step()
+            except OSError as exc:  # the spool's disk is full or gone: keep the seconds in memory
+                self._event("error", "report_spool_failed", f"cannot use {self.spool.path}: {exc}")
+                delivered = False
+            if delivered:
                 delay = BACKOFF_FIRST
             else:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
