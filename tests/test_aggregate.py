@@ -166,3 +166,18 @@ def test_retention_drops_old_writes_and_caps_windows(tmp_path: Path) -> None:
         assert call(proc.port, "GET", f"/count?since={now - 121}&until={now}")[0] == 400
     finally:
         assert proc.stop() == 0
+
+
+def test_oversized_body_and_head_are_refused(agg: AggProc) -> None:
+    with connect(agg.port) as s:
+        s.sendall(b"PUT /logBatch HTTP/1.1\r\nHost: t\r\nContent-Length: 9000000\r\n\r\n")
+        try:
+            s.sendall(b"[" * 9_000_000)
+        except OSError:
+            pass  # the server may close before reading it all
+        resps, closed = read_responses(s)
+    assert [r.status for r in resps] == [413] and closed
+    with connect(agg.port) as s:
+        s.sendall(b"GET /count HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        resps, closed = read_responses(s)
+    assert [r.status for r in resps] == [431] and closed

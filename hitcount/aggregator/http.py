@@ -28,6 +28,8 @@ MAX_HEAD = 64 * 1024
 # Pipelined requests in flight per connection before we stop reading from it.
 MAX_PIPELINE = 32
 JSON = b"application/json"
+# After a refusal, how long we keep draining a client that is still sending (nginx lingers 5 s).
+LINGER = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +194,24 @@ class AggProtocol(asyncio.Protocol):
         if out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"".join(out))
         if closing:
-            self._transport.close()
+            self._linger()
         elif self._paused and len(self._pending) < MAX_PIPELINE // 2:
             self._paused = False
             self._transport.resume_reading()
         elif self._site.draining and not self._pending:
             self.close_if_idle()
+
+    def _linger(self) -> None:
+        """Close our side, but keep reading (and dropping) what the client still sends for a moment:
+        closing with unread bytes makes the kernel send RST, which can destroy the answer in flight."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER, transport.close)
+        else:
+            transport.close()
 
     @property
     def busy(self) -> bool:
