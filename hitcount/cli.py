@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +31,9 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
 REPORT_SCHEMES = ("http://", "redis://", "rediss://", "unix://")
+# What the aggregator accepts as a server id (aggregator/store.py SERVER_RE), checked here at startup
+# so a bad id is a usage error, not every second refused later.
+SERVER_ID = re.compile(r"[!-~]{1,200}")
 
 
 class UsageError(Exception):
@@ -145,6 +149,8 @@ def parse(argv: Sequence[str] | None) -> Config:
     args = build_parser().parse_args(argv)
     if args.report_to and not args.report_to.startswith(REPORT_SCHEMES):
         raise UsageError(f"--report-to must be http://HOST:PORT or redis://HOST:PORT/DB: {args.report_to!r}")
+    if args.report_to and args.server_id and not SERVER_ID.fullmatch(args.server_id):
+        raise UsageError("--server-id must be 1-200 printable characters without spaces to be reported")
     try:
         return Config(
             host=args.host,

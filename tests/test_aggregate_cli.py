@@ -27,6 +27,7 @@ def run(args: list[str], cwd: Path) -> tuple[int, str]:
         (["aggregate", "--store", "redis://127.0.0.1:{free}/0"], 3, "cannot open store"),
         (["aggregate", "--store", "sqlite:/nonexistent/dir/x.db"], 3, "cannot open store"),
         (["--report-to", "ftp://x"], 2, "--report-to must be"),
+        (["--report-to", "http://127.0.0.1:1", "--server-id", "my box"], 2, "--server-id must be"),
     ],
 )
 def test_mistakes_are_one_line_with_exit_code(tmp_path: Path, args: list[str], code: int, text: str) -> None:

@@ -149,3 +149,27 @@ def test_count_without_since_is_the_last_complete_second(tmp_path: Path) -> None
         assert before - 1 <= doc["since"] <= int(time.time()) - 1
     finally:
         agg.stop()
+
+
+def test_two_aggregators_share_one_redis(tmp_path: Path) -> None:
+    """The aggregator keeps no state with Redis: write through one, read the same totals from another."""
+    redis = RedisServer(tmp_path / "redis").start()
+    a = AggProc(tmp_path, redis.url).start()
+    b = AggProc(tmp_path, redis.url).start()
+    since = int(time.time()) - 1
+    cols = [collector(tmp_path, "c0", a.url).start(), collector(tmp_path, "c1", b.url).start()]
+    try:
+        hits(cols[0].port, 120)
+        hits(cols[1].port, 80)
+        for c in cols:
+            assert c.stop() == 0
+        until = int(time.time()) + 2
+        doc_a = wait_total(a.port, since, until, 200)
+        doc_b = count(b.port, since, until, by_server=True)
+        assert doc_a == doc_b and doc_a["servers"] == {"c0": 120, "c1": 80}
+    finally:
+        for c in cols:
+            c.kill()
+        a.stop()
+        b.stop()
+        redis.stop()
