@@ -11,10 +11,11 @@ import argparse
 import asyncio
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import (
@@ -26,17 +27,25 @@ from .config import (
     Config,
 )
 from .counter import Slots, StateFileError
+from .records import Record
 from .server import Server
 from .sinks import JsonLinesSink
 from .sinks.tail import last_logged
 from .state import StateDir, StateLocked
 from .supervisor import serve_workers
 
+if TYPE_CHECKING:
+    from .sinks.report import ReportSink
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
 EXIT_WORKER_BOOT = 4  # a worker process never became ready (bind or import failure in the worker)
+REPORT_SCHEMES = ("http://", "redis://", "rediss://", "unix://")
+# What the aggregator accepts as a server id (aggregator/store.py SERVER_RE), checked here at startup
+# so a bad id is a usage error, not every second refused later.
+SERVER_ID = re.compile(r"[!-~]{1,200}")
 
 
 class UsageError(Exception):
@@ -142,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--state-dir",
         default=_env("STATE_DIR", ""),
-        help="where counters and the emitted state survive crashes (default: .hitcount/ beside --log-file)",
+        help="counters, emitted state and the report spool, kept across crashes and restarts "
+        "(default: .hitcount/ beside --log-file)",
+    )
+    a(
+        "--report-to",
+        default=_env("REPORT_TO", ""),
+        help="also send each second to an aggregator (http://HOST:PORT) or Redis (redis://HOST:PORT/DB)",
     )
     a(
         "--timeout-worker-healthcheck",
@@ -171,6 +186,10 @@ def _loop_name() -> str:
 def parse(argv: Sequence[str] | None) -> Config:
     """Flags and environment → Config; raises UsageError with a one-line message."""
     args = build_parser().parse_args(argv)
+    if args.report_to and not args.report_to.startswith(REPORT_SCHEMES):
+        raise UsageError(f"--report-to must be http://HOST:PORT or redis://HOST:PORT/DB: {args.report_to!r}")
+    if args.report_to and args.server_id and not SERVER_ID.fullmatch(args.server_id):
+        raise UsageError("--server-id must be 1-200 printable characters without spaces to be reported")
     try:
         return Config(
             host=args.host,
@@ -185,6 +204,7 @@ def parse(argv: Sequence[str] | None) -> Config:
             workers=args.workers,
             state_dir=args.state_dir,
             timeout_worker_healthcheck=args.timeout_worker_healthcheck,
+            report_to=args.report_to,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -195,6 +215,11 @@ def _say(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["aggregate"]:  # `hitcount aggregate ...`: the Aggregate & Report service
+        from .aggregator.cli import main as aggregate
+
+        return aggregate(argv[1:])
     try:
         config = parse(argv)
     except UsageError as exc:
@@ -231,15 +256,41 @@ def _run(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLines
         runner: Any = uvloop.run
     except ImportError:  # uvloop does not exist on Windows or PyPy; plain asyncio still works
         runner = asyncio.run
+    serve = _serve_workers if config.workers > 1 else _serve
     try:
-        if config.workers > 1:
-            return int(runner(_serve_workers(config, slots, records, errors)))
-        return int(runner(_serve(config, slots, records, errors)))
+        return int(runner(_reporting(serve, config, slots, records, errors)))
     except KeyboardInterrupt:
         return EXIT_RUNTIME
 
 
-async def _serve_workers(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+Serve = Callable[[Config, Slots, Callable[[Record], None], JsonLinesSink, JsonLinesSink], Any]
+
+
+async def _reporting(
+    serve: Serve, config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink
+) -> int:
+    """Run `serve` with every record also going to --report-to, if set; the backlog is persisted at exit."""
+    try:
+        reporter = _reporter(config, errors)
+    except (OSError, ValueError) as exc:
+        _say(f"cannot report to {config.report_to}: {exc}")
+        return EXIT_STARTUP
+    if reporter is None:
+        return int(await serve(config, slots, records, records, errors))
+    reporter.start()
+    try:
+        return int(await serve(config, slots, _both(records, reporter), records, errors))
+    finally:
+        await reporter.aclose(config.timeout_graceful_shutdown)
+
+
+async def _serve_workers(
+    config: Config,
+    slots: Slots,
+    emit: Callable[[Record], None],
+    records: JsonLinesSink,
+    errors: JsonLinesSink,
+) -> int:
     def reopen() -> None:
         records.reopen()
         errors.reopen()
@@ -250,7 +301,7 @@ async def _serve_workers(config: Config, slots: Slots, records: JsonLinesSink, e
     return await serve_workers(
         config,
         slots,
-        records,
+        emit,
         errors,
         _say,
         reopen,
@@ -270,9 +321,15 @@ def _started(config: Config, port: int, server_id: str, extra: str = "") -> None
     )
 
 
-async def _serve(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+async def _serve(
+    config: Config,
+    slots: Slots,
+    emit: Callable[[Record], None],
+    records: JsonLinesSink,
+    errors: JsonLinesSink,
+) -> int:
     loop = asyncio.get_running_loop()
-    server = Server(config, records, errors, slots=slots, last_logged=_last_logged(config))
+    server = Server(config, emit, errors, slots=slots, last_logged=_last_logged(config))
     try:
         await server.start()
     except OSError as exc:
@@ -303,6 +360,27 @@ async def _serve(config: Config, slots: Slots, records: JsonLinesSink, errors: J
     _say("stopping: answering open requests and writing the last second")
     await server.stop()
     return EXIT_OK
+
+
+def _reporter(config: Config, errors: JsonLinesSink) -> ReportSink | None:
+    """The report sink for --report-to, with its spool under the state directory (created here)."""
+    if not config.report_to:
+        return None
+    from .sinks.report import ReportSink
+    from .sinks.spool import Spool
+    from .sinks.targets import open_target
+
+    state = config.resolved_state_dir()
+    os.makedirs(state, exist_ok=True)
+    return ReportSink(open_target(config.report_to), Spool(os.path.join(state, "report-spool.jsonl")), errors)
+
+
+def _both(first: Callable[[Record], None], second: Callable[[Record], None]) -> Callable[[Record], None]:
+    def emit(record: Record) -> None:
+        first(record)
+        second(record)
+
+    return emit
 
 
 def _bind_reason(exc: OSError) -> str:

@@ -59,6 +59,8 @@ class Config:
     workers: int = 1
     state_dir: str = ""
     timeout_worker_healthcheck: float = DEFAULT_WORKER_HEALTHCHECK
+    # Where each emitted second is also reported: "" (nowhere), http://HOST:PORT or redis://HOST:PORT/DB.
+    report_to: str = ""
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):

@@ -13,6 +13,7 @@ SERVER = b"hitcount"
 
 REASONS = {
     100: "Continue",
+    200: "OK",
     204: "No Content",
     400: "Bad Request",
     404: "Not Found",
@@ -33,7 +34,14 @@ def http_date(now: float) -> bytes:
     return formatdate(now, usegmt=True).encode("ascii")
 
 
-def build(status: int, date: bytes, keep: bool, body: bytes = b"", extra: bytes = b"") -> bytes:
+def build(
+    status: int,
+    date: bytes,
+    keep: bool,
+    body: bytes = b"",
+    extra: bytes = b"",
+    ctype: bytes = b"text/plain; charset=utf-8",
+) -> bytes:
     """One complete answer. 204 carries no Content-Length (RFC 9110 §8.6); others always do."""
     head = b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (
         status,
@@ -44,7 +52,7 @@ def build(status: int, date: bytes, keep: bool, body: bytes = b"", extra: bytes 
     if status != 204:
         head += b"Content-Length: %d\r\n" % len(body)
         if body:
-            head += b"Content-Type: text/plain; charset=utf-8\r\n"
+            head += b"Content-Type: %s\r\n" % ctype
     head += extra
     head += b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n"
     return head + body
