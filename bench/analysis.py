@@ -52,7 +52,7 @@ class Windows:
     answered: Counter[int] = field(default_factory=Counter)
 
     def add(self, other: Windows) -> None:
-        for mine, theirs in zip(self.as_tuple(), other.as_tuple()):
+        for mine, theirs in zip(self.as_tuple(), other.as_tuple(), strict=True):
             mine.update(theirs)
 
     def as_tuple(self) -> tuple[Counter[int], ...]:
@@ -60,19 +60,22 @@ class Windows:
 
     def to_json(self) -> dict[str, dict[str, int]]:
         names = ("same", "possible", "sent", "answered")
-        return {n: {str(k): v for k, v in sorted(c.items())} for n, c in zip(names, self.as_tuple())}
+        return {
+            n: {str(k): v for k, v in sorted(c.items())} for n, c in zip(names, self.as_tuple(), strict=True)
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, dict[str, int]]) -> Windows:
         def c(name: str) -> Counter[int]:
             return Counter({int(k): v for k, v in data[name].items()})
+
         return cls(c("same"), c("possible"), c("sent"), c("answered"))
 
 
 def second_windows(sends: Sequence[float], recvs: Sequence[float]) -> Windows:
     """Bucket each answered hit (receive time > 0) by wall second; see `Windows`."""
     w = Windows()
-    for sent, got in zip(sends, recvs):
+    for sent, got in zip(sends, recvs, strict=True):
         if got <= 0.0:
             continue
         first, last = int(sent), int(got)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import json
 import sys
@@ -122,8 +123,9 @@ class HitConnection(asyncio.Protocol):
             self.rec.fail(f"connection lost with {len(self.inflight)} hits unanswered: {exc}")
 
 
-def _pace(loop: asyncio.AbstractEventLoop, rec: Recorder, conns: list[HitConnection],
-          t0: float, rate: float) -> None:
+def _pace(
+    loop: asyncio.AbstractEventLoop, rec: Recorder, conns: list[HitConnection], t0: float, rate: float
+) -> None:
     """Send every hit whose intended time has come, round-robin over the connections (pipelining
     behind a slow answer rather than waiting for it), then re-arm. It spins with call_soon when the
     next hit is near: the client owns its CPU, and a coarse timer would add its lag to latency."""
@@ -154,7 +156,8 @@ async def run(plan: Plan) -> dict[str, Any]:
     conns: list[HitConnection] = []
     for _ in range(plan.connections):
         _, proto = await loop.create_connection(
-            lambda: HitConnection(rec, depth, closed_loop), plan.host, plan.port)
+            lambda: HitConnection(rec, depth, closed_loop), plan.host, plan.port
+        )
         conns.append(proto)
     t0 = time()
     if closed_loop:
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the JSON summary here instead of stdout")
     a = p.parse_args(argv)
     plan = Plan(a.port, a.hits, a.connections, a.depth, a.rate, a.timeout, a.host, a.path)
+    gc.disable()  # a collection pause would show up as the server's latency; runs are bounded
     try:
         import uvloop
 

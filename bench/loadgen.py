@@ -42,12 +42,12 @@ class LoadError(RuntimeError):
     """A load generator failed to run or to report: a harness problem, not a slow server."""
 
 
-def wrk_argv(url: str, seconds: float, connections: int, depth: int = 1,
-             close: bool = False, timeout_s: float = 8.0) -> list[str]:
+def wrk_argv(
+    url: str, seconds: float, connections: int, depth: int = 1, close: bool = False, timeout_s: float = 8.0
+) -> list[str]:
     """wrk with one thread (the load side has one CPU); `depth` > 1 pipelines like TechEmpower;
     `close` asks for a new connection per request. The 8 s timeout is TechEmpower's."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-            f"--timeout={timeout_s:g}s"]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:g}s"]
     if close:
         argv += ["-H", "Connection: close"]
     if depth > 1:
@@ -60,18 +60,39 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
     (it does with pipelining), so zeros become absent rather than being shown as 0 µs."""
     for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
-            data: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+            data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
             data["latency_us"] = {k: v for k, v in data["latency_us"].items() if v > 0}
             return data
     raise LoadError("wrk printed no WRKJSON line:\n" + stdout[-500:])
 
 
-def exact_argv(port: int, hits: int, connections: int, depth: int = 1, rate: float = 0.0,
-               timeout_s: float = 60.0, out: Path | None = None) -> list[str]:
+def exact_argv(
+    port: int,
+    hits: int,
+    connections: int,
+    depth: int = 1,
+    rate: float = 0.0,
+    timeout_s: float = 60.0,
+    out: Path | None = None,
+) -> list[str]:
     """The exact client (bench/exact.py) as a child process."""
-    argv = [sys.executable, "-m", "bench.exact", "--port", str(port), "--hits", str(hits),
-            "--connections", str(connections), "--depth", str(depth), "--rate", f"{rate:g}",
-            "--timeout", f"{timeout_s:g}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.exact",
+        "--port",
+        str(port),
+        "--hits",
+        str(hits),
+        "--connections",
+        str(connections),
+        "--depth",
+        str(depth),
+        "--rate",
+        f"{rate:g}",
+        "--timeout",
+        f"{timeout_s:g}",
+    ]
     return argv + (["--out", str(out)] if out else [])
 
 
@@ -83,14 +104,19 @@ def run_child(argv: list[str], cpus: str, limit_s: float) -> tuple[int, str, str
     """Run `argv` on `cpus`; kill it (by pid) if it outlives `limit_s`. Returns the exit status,
     stdout and stderr. Its CPU use lands in RUSAGE_CHILDREN once it is reaped (`children_cpu`)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(_pinned(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        _pinned(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
     try:
         out, err = proc.communicate(timeout=limit_s)
     except subprocess.TimeoutExpired:
         proc.kill()  # by pid; Popen.kill signals only this child
-        out, err = proc.communicate()
+        proc.communicate()
         raise LoadError(f"{argv[0]} still running after {limit_s:g} s: killed") from None
+    except BaseException:  # Ctrl-C or a bug: leave no generator behind
+        proc.kill()
+        proc.wait()
+        raise
     return proc.returncode, out, err
 
 
@@ -109,8 +135,13 @@ def run_wrk(argv: list[str], cpus: str, seconds: float) -> Load:
     if code != 0:
         raise LoadError(f"wrk exited {code}: {err.strip()[-300:]}")
     data = parse_wrk(out)
-    return Load(data["requests"], data["duration_us"] / 1e6, data["latency_us"], cpu,
-                {k: v for k, v in data["errors"].items() if v})
+    return Load(
+        data["requests"],
+        data["duration_us"] / 1e6,
+        data["latency_us"],
+        cpu,
+        {k: v for k, v in data["errors"].items() if v},
+    )
 
 
 def run_exact(argv: list[str], cpus: str, limit_s: float, out: Path) -> Load:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", help="comma-separated subset of the profile's workloads")
     p.add_argument("--repeat", type=int, help="rounds (default: the profile's)")
     p.add_argument("--out", type=Path, help="results directory (default bench/results/<time>)")
-    p.add_argument("--require-exact", action="store_true",
-                   help="exit 4 when hitcount's emitted total differs from the acknowledged hits")
+    p.add_argument(
+        "--require-exact",
+        action="store_true",
+        help="exit 4 when hitcount's emitted total differs from the acknowledged hits",
+    )
     return p.parse_args(argv)
 
 
@@ -64,10 +68,134 @@ def choose(args: argparse.Namespace) -> tuple[Profile, list[Spec]]:
 
 def line(name: str, wl: str, f: dict[str, Any]) -> str:
     p99 = f["latency_us"].get("p99")
-    return (f"  {name:<13}{wl:<10}{f['rps']:>11,.0f} req/s {f['cpu_us_per_req'] or 0:>7.2f} µs CPU/req"
-            f"  srv {f['server_cpu_pct'] or 0:>3.0f}%  gen {f['client_cpu_pct'] or 0:>3.0f}%"
-            f"  p99 {'-' if p99 is None else f'{p99:,.0f} µs'}"
-            + (f"  errors {f['errors']}" if f["errors"] else ""))
+    return (
+        f"  {name:<13}{wl:<10}{f['rps']:>11,.0f} req/s {f['cpu_us_per_req'] or 0:>7.2f} µs CPU/req"
+        f"  srv {f['server_cpu_pct'] or 0:>3.0f}%  gen {f['client_cpu_pct'] or 0:>3.0f}%"
+        f"  p99 {'-' if p99 is None else f'{p99:,.0f} µs'}"
+        + (f"  errors {f['errors']}" if f["errors"] else "")
+    )
+
+
+@dataclass
+class Bench:
+    """One run's plan and everything it has measured so far."""
+
+    args: argparse.Namespace
+    prof: Profile
+    specs: list[Spec]
+    out: Path
+    server_cpu: str
+    load_cpu: str
+    every_cpu: str
+    env: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rss: dict[str, int] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def active(self) -> list[Spec]:
+        return [s for s in self.specs if s.name not in self.skipped]
+
+    def fail(self, what: str, exc: Exception) -> None:
+        self.failures.append(f"{what}: {exc}")
+        say(f"  FAILED {what}: {exc}")
+
+    def one_round(self, rnd: int) -> None:
+        """Every active server, fresh, through every workload of the profile."""
+        for spec in self.active:
+            figures: dict[str, Any] = {}
+            cpus = self.every_cpu if spec.all_cpus else self.server_cpu
+            try:
+                with Running(spec, self.out / f"{spec.name}-r{rnd}", cpus) as srv:
+                    say(
+                        f"[{rnd}/{self.prof.repeat}] {spec.name}: pid {srv.pid} on CPU {cpus}, "
+                        f"port {srv.port}"
+                    )
+                    warm_up(srv, self.prof, self.load_cpu)
+                    for wl in self.prof.workloads:
+                        figures[wl.name] = measure(srv, wl, self.prof, self.load_cpu, self.out)
+                        say(line(spec.name, wl.name, figures[wl.name]))
+                    self.rss[spec.name] = max(self.rss.get(spec.name, 0), srv.peak_rss_kib())
+                if srv.died:
+                    raise StartError(f"exited by itself during the run (status {srv.exit_code})")
+            except (StartError, LoadError) as exc:
+                self.fail(spec.name, exc)
+            self.rounds.setdefault(spec.name, []).append(figures)
+
+    def check_accuracy(self, spec: Spec) -> None:
+        """hitcount's exactness and attribution, on a server of its own."""
+        try:
+            cpus = self.every_cpu if spec.all_cpus else self.server_cpu
+            with Running(spec, self.out / f"{spec.name}-accuracy", cpus) as srv:
+                acc = check_accuracy(srv, self.prof, self.load_cpu, self.out)
+        except (StartError, LoadError) as exc:
+            self.fail(f"{spec.name} accuracy", exc)
+            return
+        self.accuracy[spec.name] = acc
+        a, t = acc["accuracy"], acc["attribution"]
+        say(
+            f"accuracy {spec.name}: emitted {a['emitted']:,} for {a['acked']:,} acknowledged "
+            f"hits ({'exact' if a['exact'] else 'NOT EXACT'}); attribution: {t['missing']:,} "
+            f"missing, {t['impossible']:,} impossible of {t['same_second_hits']:,} same-second "
+            f"hits ({t['fraction']:.4%}); early {t['early']:,}, late {t['late']:,}"
+        )
+
+    def finish(self) -> int:
+        """Table, results.json, chart.png, and the exit code."""
+        summary = report.summarise(self.rounds)
+        wls = [w.name for w in self.prof.workloads]
+        rat = report.ratios(summary, wls)
+        tgts = report.targets(rat, self.accuracy.get(report.HITCOUNT))
+        names = [s.name for s in self.active]
+        blocks = [(w.name, f"{w.what} ({w.connections:,} connections)") for w in self.prof.workloads]
+        text = report.table(summary, blocks, names, self.rss, rat, tgts)
+        env = self.env
+        env["load_average_after"] = machine.load_average()
+        env["median_other_cpu_pct"] = other = report.noise(summary)
+        env["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        if other is not None and other > report.NOISY_OTHER_PCT:
+            text += (
+                f"\n\nNOTE: the machine was not idle — a median {other:.0f}% of a CPU went "
+                "to other processes during the measurements; compare ratios, rerun when quiet."
+            )
+        say(text)
+        (self.out / "table.txt").write_text(text + "\n")
+        results = {
+            "environment": env,
+            "profile": self.prof.name,
+            "repeat": self.prof.repeat,
+            "workloads": {w.name: asdict(w) for w in self.prof.workloads},
+            "servers": {s.name: s.what for s in self.active},
+            "skipped": self.skipped,
+            "rounds": self.rounds,
+            "summary": summary,
+            "peak_rss_kib": self.rss,
+            "ratios": rat,
+            "targets": tgts,
+            "accuracy": self.accuracy,
+            "failures": self.failures,
+        }
+        report.write_json(self.out / "results.json", results)
+        title = (
+            f"hitcount bench, {self.prof.name} profile, {env['date']}, {env['cpu']} "
+            f"({env['cpus']} CPUs), kernel {env['kernel']}, Python {env['python']}"
+        )
+        why = report.write_chart(self.out / "chart.png", title, summary, wls, names, self.rss)
+        say(
+            f"\nwrote {self.out / 'results.json'}" + (f"; {why}" if why else f" and {self.out / 'chart.png'}")
+        )
+        say(
+            f"elapsed {env['elapsed_s']} s; load average before {env['load_average_before']}, "
+            f"after {env['load_average_after']}"
+        )
+        if self.failures:
+            say("FAILED: " + "; ".join(self.failures))
+            return 1
+        acc = self.accuracy.get(report.HITCOUNT)
+        return 4 if self.args.require_exact and acc and not acc["accuracy"]["exact"] else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,89 +205,31 @@ def run(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, {int(load_cpu)})  # keep the harness itself off the server's CPU
     out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    env = machine.environment()
-    say(f"bench: profile {prof.name}, {prof.repeat} round(s); server on CPU {server_cpu}, "
-        f"load on CPU {load_cpu}; nofile {nofile}; results in {out}")
+    bench = Bench(args, prof, specs, out, server_cpu, load_cpu, every_cpu, machine.environment())
+    say(
+        f"bench: profile {prof.name}, {prof.repeat} round(s); server on CPU {server_cpu}, "
+        f"load on CPU {load_cpu}; nofile {nofile}; results in {out}"
+    )
     if server_cpu == load_cpu:
         say("bench: one CPU only — server and load generator share it; figures are indicative")
-    skipped: dict[str, str] = {}
+    missing = [tool for tool in ("wrk", "taskset") if not shutil.which(tool)]
+    if missing:
+        say(
+            f"bench: cannot run without {' and '.join(missing)}: apt-get install "
+            + " ".join({"wrk": "wrk", "taskset": "util-linux"}[t] for t in missing)
+        )
+        return 1
     for spec in specs:
         hint = spec.missing()
         if hint:
-            skipped[spec.name] = hint
+            bench.skipped[spec.name] = hint
             say(f"skip {spec.name}: {hint}")
-    active = [s for s in specs if s.name not in skipped]
-    rounds: dict[str, list[dict[str, Any]]] = {s.name: [] for s in active}
-    rss: dict[str, int] = {}
-    failures: list[str] = []
-    started = time.monotonic()
     for rnd in range(1, prof.repeat + 1):
-        for spec in active:
-            figures: dict[str, Any] = {}
-            cpus = every_cpu if spec.all_cpus else server_cpu
-            try:
-                with Running(spec, out / f"{spec.name}-r{rnd}", cpus) as srv:
-                    say(f"[{rnd}/{prof.repeat}] {spec.name}: pid {srv.pid} on CPU {cpus}, "
-                        f"port {srv.port}")
-                    warm_up(srv, prof, load_cpu)
-                    for wl in prof.workloads:
-                        figures[wl.name] = measure(srv, wl, prof, load_cpu, out)
-                        say(line(spec.name, wl.name, figures[wl.name]))
-                    rss[spec.name] = max(rss.get(spec.name, 0), srv.peak_rss_kib())
-            except (StartError, LoadError) as exc:
-                failures.append(f"{spec.name}: {exc}")
-                say(f"  FAILED {spec.name}: {exc}")
-            rounds[spec.name].append(figures)
-    accuracy = {}
-    for spec in active:
+        bench.one_round(rnd)
+    for spec in bench.active:
         if spec.records:
-            try:
-                with Running(spec, out / f"{spec.name}-accuracy", server_cpu) as srv:
-                    accuracy[spec.name] = acc = check_accuracy(srv, prof, load_cpu, out)
-                a, t = acc["accuracy"], acc["attribution"]
-                say(f"accuracy {spec.name}: emitted {a['emitted']:,} for {a['acked']:,} "
-                    f"acknowledged hits ({'exact' if a['exact'] else 'NOT EXACT'}); attribution: "
-                    f"{t['missing']:,} missing, {t['impossible']:,} impossible of "
-                    f"{t['same_second_hits']:,} same-second hits ({t['fraction']:.4%}); "
-                    f"early {t['early']:,}, late {t['late']:,}")
-            except (StartError, LoadError) as exc:
-                failures.append(f"{spec.name} accuracy: {exc}")
-                say(f"  FAILED {spec.name} accuracy: {exc}")
-    return finish(args, prof, env, out, active, skipped, rounds, rss, accuracy, failures, started)
-
-
-def finish(args: argparse.Namespace, prof: Profile, env: dict[str, Any], out: Path,
-           active: list[Spec], skipped: dict[str, str], rounds: dict[str, Any],
-           rss: dict[str, int], accuracy: dict[str, Any], failures: list[str],
-           started: float) -> int:
-    summary = report.summarise(rounds)
-    wls = [w.name for w in prof.workloads]
-    rat = report.ratios(summary, wls)
-    tgts = report.targets(rat, accuracy.get(report.HITCOUNT))
-    names = [s.name for s in active]
-    text = report.table(summary, [(w.name, f"{w.what} ({w.connections:,} connections)")
-                                  for w in prof.workloads], names, rss, rat, tgts)
-    env["load_average_after"] = machine.load_average()
-    env["elapsed_s"] = round(time.monotonic() - started, 1)
-    say(text)
-    (out / "table.txt").write_text(text + "\n")
-    results = {"environment": env, "profile": prof.name, "repeat": prof.repeat,
-               "workloads": {w.name: w.__dict__ for w in prof.workloads},
-               "servers": {s.name: s.what for s in active}, "skipped": skipped,
-               "rounds": rounds, "summary": summary, "peak_rss_kib": rss, "ratios": rat,
-               "targets": tgts, "accuracy": accuracy, "failures": failures}
-    report.write_json(out / "results.json", results)
-    why = report.write_chart(out / "chart.png", summary, wls, names, rss)
-    say(f"\nwrote {out / 'results.json'}" + (f"; {why}" if why else f" and {out / 'chart.png'}"))
-    say(f"elapsed {env['elapsed_s']} s; load average before {env['load_average_before']}, "
-        f"after {env['load_average_after']}")
-    if failures:
-        say("FAILED: " + "; ".join(failures))
-        return 1
-    acc = accuracy.get(report.HITCOUNT)
-    if args.require_exact and acc and not acc["accuracy"]["exact"]:
-        return 4
-    return 0
+            bench.check_accuracy(spec)
+    return bench.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

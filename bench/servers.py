@@ -42,6 +42,7 @@ class Spec:
     probe_path: str = "/log"
     all_cpus: bool = False  # pinned to every CPU (hitcount with one worker per core)
     records: bool = False  # writes per-second records to workdir/combined.log (hitcount)
+    python: bool = True  # a CPython process, so py-spy can profile it
 
 
 def _modules(*names: str) -> bool:
@@ -50,18 +51,32 @@ def _modules(*names: str) -> bool:
 
 def _hitcount_argv(workers: int | None) -> Callable[[int, Path], list[str]]:
     def argv(port: int, workdir: Path) -> list[str]:
-        cmd = [sys.executable, "-m", "hitcount", "--host", "127.0.0.1", "--port", str(port),
-               "--log-file", str(workdir / "combined.log"),
-               "--error-log", str(workdir / "error.log"), "--server-id", f"bench-{port}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hitcount",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-file",
+            str(workdir / "combined.log"),
+            "--error-log",
+            str(workdir / "error.log"),
+            "--server-id",
+            f"bench-{port}",
+        ]
         return cmd + (["--workers", str(workers)] if workers else [])
+
     return argv
 
 
 def hitcount_help() -> str:
     """`python -m hitcount --help`, to learn which flags this checkout accepts ('' if none)."""
     try:
-        done = subprocess.run([sys.executable, "-m", "hitcount", "--help"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            [sys.executable, "-m", "hitcount", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout if done.returncode == 0 else ""
@@ -87,13 +102,13 @@ def _nginx_argv(port: int, workdir: Path) -> list[str]:
     conf = (PEERS / "nginx.conf").read_text()
     conf = conf.replace("@PORT@", str(port)).replace("@DIR@", str(workdir))
     (workdir / "nginx.conf").write_text(conf)
-    return ["nginx", "-p", str(workdir), "-c", str(workdir / "nginx.conf"),
-            "-e", str(workdir / "error.log")]
+    return ["nginx", "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log")]
 
 
 def _py_peer(script: str) -> Callable[[int, Path], list[str]]:
     def argv(port: int, workdir: Path) -> list[str]:
         return [sys.executable, str(PEERS / script), "--port", str(port), "--backlog", str(BACKLOG)]
+
     return argv
 
 
@@ -106,24 +121,55 @@ def _need(hint: str, *modules: str) -> Callable[[], str | None]:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("hitcount", "hitcount, 1 worker", _hitcount_argv(None), _hitcount_missing,
-         probe_path="/livez", records=True),
-    Spec("hitcount-all", f"hitcount, {os.cpu_count()} workers on all CPUs",
-         _hitcount_argv(os.cpu_count()), _hitcount_all_missing, probe_path="/livez",
-         all_cpus=True, records=True),
-    Spec("nginx", "nginx `return 204` (C reference)", _nginx_argv,
-         _which("nginx", "apt-get install nginx-light")),
-    Spec("null", "null uvloop server, no parsing (Python ceiling)", _py_peer("null_uvloop.py"),
-         _need("pip install uvloop", "uvloop")),
-    Spec("uvicorn", "uvicorn + minimal ASGI (uvloop, httptools)", _py_peer("uvicorn_app.py"),
-         _need("pip install -e '.[bench]' (uvicorn, uvloop, httptools)",
-               "uvicorn", "uvloop", "httptools")),
-    Spec("node", "Node http module (the prototype's runtime)",
-         lambda port, _: ["node", str(PEERS / "node_http.js"), str(port), "127.0.0.1",
-                          str(BACKLOG)],
-         _which("node", "apt-get install nodejs")),
-    Spec("aiohttp", "aiohttp web on uvloop", _py_peer("aiohttp_app.py"),
-         _need("pip install -e '.[bench]' (aiohttp, uvloop)", "aiohttp", "uvloop")),
+    Spec(
+        "hitcount",
+        "hitcount, 1 worker",
+        _hitcount_argv(None),
+        _hitcount_missing,
+        probe_path="/livez",
+        records=True,
+    ),
+    Spec(
+        "hitcount-all",
+        f"hitcount, {os.cpu_count()} workers on all CPUs",
+        _hitcount_argv(os.cpu_count()),
+        _hitcount_all_missing,
+        probe_path="/livez",
+        all_cpus=True,
+        records=True,
+    ),
+    Spec(
+        "nginx",
+        "nginx `return 204` (C reference)",
+        _nginx_argv,
+        _which("nginx", "apt-get install nginx-light"),
+        python=False,
+    ),
+    Spec(
+        "null",
+        "null uvloop server, no parsing (Python ceiling)",
+        _py_peer("null_uvloop.py"),
+        _need("pip install uvloop", "uvloop"),
+    ),
+    Spec(
+        "uvicorn",
+        "uvicorn + minimal ASGI (uvloop, httptools)",
+        _py_peer("uvicorn_app.py"),
+        _need("pip install -e '.[bench]' (uvicorn, uvloop, httptools)", "uvicorn", "uvloop", "httptools"),
+    ),
+    Spec(
+        "node",
+        "Node http module (the prototype's runtime)",
+        lambda port, _: ["node", str(PEERS / "node_http.js"), str(port), "127.0.0.1", str(BACKLOG)],
+        _which("node", "apt-get install nodejs"),
+        python=False,
+    ),
+    Spec(
+        "aiohttp",
+        "aiohttp web on uvloop",
+        _py_peer("aiohttp_app.py"),
+        _need("pip install -e '.[bench]' (aiohttp, uvloop)", "aiohttp", "uvloop"),
+    ),
 )
 
 
@@ -139,8 +185,7 @@ def probe(port: int, path: str, timeout_s: float = 1.0) -> bool:
     /livez, which it answers without counting a hit (404 is fine), so probes never skew accuracy."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                      .encode())
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             return s.recv(16).startswith(b"HTTP/1.")
     except OSError:
         return False
@@ -160,6 +205,7 @@ class Running:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit_code: int | None = None
+        self.died = False  # it had exited by itself before we came to stop it
 
     def __enter__(self) -> Running:
         self.start()
@@ -172,18 +218,21 @@ class Running:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = ["taskset", "-c", self.cpus, *self.spec.argv(self.port, self.workdir)]
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        with open(self.workdir / "stdout.txt", "wb") as out, \
-                open(self.workdir / "stderr.txt", "wb") as err:
+        env.pop("WEB_CONCURRENCY", None)  # hitcount's worker count comes from our flags alone
+        with open(self.workdir / "stdout.txt", "wb") as out, open(self.workdir / "stderr.txt", "wb") as err:
             # A session of its own, so a stray Ctrl-C on the terminal does not reach it mid-run.
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=err, cwd=ROOT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not probe(self.port, self.spec.probe_path, 0.5):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = (self.workdir / "stderr.txt").read_text(errors="replace")[-600:]
-                raise StartError(f"{self.spec.name} did not answer on port {self.port} "
-                                 f"(exit {self.exit_code}): {tail.strip()}")
+                raise StartError(
+                    f"{self.spec.name} did not answer on port {self.port} "
+                    f"(exit {self.exit_code}): {tail.strip()}"
+                )
             time.sleep(0.05)
 
     @property
@@ -204,7 +253,8 @@ class Running:
             return self.exit_code
         leader = self.proc.pid
         members = procstat.tree_pids(leader)
-        if self.proc.poll() is None:
+        self.died = self.proc.poll() is not None
+        if not self.died:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)

@@ -35,8 +35,9 @@ C10K = Workload("c10k", "10,000 concurrent keep-alive connections", 10_000)
 
 
 def fixed_rate(rate: int, connections: int = 50) -> Workload:
-    return Workload(f"rate{rate // 1000}k", f"fixed {rate:,}/s, open loop (exact client)",
-                    connections, rate=float(rate))
+    return Workload(
+        f"rate{rate // 1000}k", f"fixed {rate:,}/s, open loop (exact client)", connections, rate=float(rate)
+    )
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,39 @@ class Profile:
 
 
 PROFILES = {
-    # CI: every server answers and every code path of the harness runs; numbers mean nothing.
-    "smoke": Profile("smoke", (KEEPALIVE, fixed_rate(2_000)), 1, 0, 0, 0.5, 1, (2_000, 3_200)),
+    # CI: every server answers and every code path of the harness runs; the numbers mean nothing.
+    "smoke": Profile(
+        "smoke",
+        (KEEPALIVE, fixed_rate(2_000)),
+        measure_s=1,
+        warmup_s=0,
+        settle_s=0,
+        rate_s=0.5,
+        repeat=1,
+        accuracy_hits=(2_000, 3_200),
+    ),
     # A look in under a minute: the headline workloads once, one second each.
-    "quick": Profile("quick", (KEEPALIVE, PIPELINED, NEWCONN, fixed_rate(5_000)),
-                     1, 1, 0, 1.0, 1, (20_000, 40_000)),
-    # The recorded run.
-    "full": Profile("full", (KEEPALIVE, PIPELINED, NEWCONN, C10K, fixed_rate(5_000),
-                             fixed_rate(20_000)), 5, 2, 1, 5.0, 3, (200_000, 400_000)),
+    "quick": Profile(
+        "quick",
+        (KEEPALIVE, PIPELINED, NEWCONN, fixed_rate(5_000)),
+        measure_s=1,
+        warmup_s=1,
+        settle_s=0,
+        rate_s=1.0,
+        repeat=1,
+        accuracy_hits=(20_000, 40_000),
+    ),
+    # The recorded run (about 13 minutes with every peer installed).
+    "full": Profile(
+        "full",
+        (KEEPALIVE, PIPELINED, NEWCONN, C10K, fixed_rate(5_000), fixed_rate(20_000)),
+        measure_s=5,
+        warmup_s=2,
+        settle_s=1,
+        rate_s=5.0,
+        repeat=3,
+        accuracy_hits=(200_000, 400_000),
+    ),
 }
 
 
@@ -94,21 +120,22 @@ def _figures(load: loadgen.Load, cpu_s: float, spins: bool = False) -> dict[str,
         "rps": load.rps,
         "cpu_us_per_req": per_req,
         "server_cpu_pct": 100.0 * cpu_s / load.duration_s if load.duration_s else None,
-        "client_cpu_pct": None if spins or not load.duration_s
+        "client_cpu_pct": None
+        if spins or not load.duration_s
         else 100.0 * load.client_cpu_s / load.duration_s,
         "latency_us": load.latency_us,
         "errors": load.errors,
     }
 
 
-def measure(server: Running, wl: Workload, prof: Profile, load_cpu: str,
-            scratch: Path) -> dict[str, Any]:
+def measure(server: Running, wl: Workload, prof: Profile, load_cpu: str, scratch: Path) -> dict[str, Any]:
     """Settle (wrk workloads), then read the server tree's CPU around one measured load run."""
     if wl.rate:
         hits = max(1, int(wl.rate * prof.rate_s))
         out = scratch / f"exact-{server.spec.name}-{wl.name}.json"
-        argv = loadgen.exact_argv(server.port, hits, wl.connections, rate=wl.rate,
-                                  timeout_s=prof.rate_s + 10.0, out=out)
+        argv = loadgen.exact_argv(
+            server.port, hits, wl.connections, rate=wl.rate, timeout_s=prof.rate_s + 10.0, out=out
+        )
         meter = Meter(server)
         load = loadgen.run_exact(argv, load_cpu, prof.rate_s + 10.0, out)
         figures = meter.figures(load, spins=True)
@@ -140,15 +167,23 @@ def check_accuracy(server: Running, prof: Profile, load_cpu: str, scratch: Path)
     acked = 0
     windows = analysis.Windows()
     runs = []
-    for hits, depth in zip(prof.accuracy_hits, (1, 16)):
+    for hits, depth in zip(prof.accuracy_hits, (1, 16), strict=True):
         out = scratch / f"accuracy-{server.spec.name}-d{depth}.json"
         argv = loadgen.exact_argv(server.port, hits, 50, depth=depth, timeout_s=120.0, out=out)
         load = loadgen.run_exact(argv, load_cpu, 120.0, out)
         assert load.exact is not None
         acked += load.requests
         windows.add(analysis.Windows.from_json(load.exact["windows"]))
-        runs.append({"hits": hits, "depth": depth, "acked": load.requests, "rps": load.rps,
-                     "unanswered": load.exact["unanswered"], "errors": load.exact["errors"]})
+        runs.append(
+            {
+                "hits": hits,
+                "depth": depth,
+                "acked": load.requests,
+                "rps": load.rps,
+                "unanswered": load.exact["unanswered"],
+                "errors": load.exact["errors"],
+            }
+        )
     exit_code = server.stop()
     log = server.workdir / "combined.log"
     emitted = analysis.read_records(log.read_text().splitlines() if log.exists() else [])
@@ -158,8 +193,10 @@ def check_accuracy(server: Running, prof: Profile, load_cpu: str, scratch: Path)
         "server_exit": exit_code,
         "accuracy": analysis.accuracy(emitted.total, acked),
         "attribution": attribution.as_dict(),
-        "records": {"lines": emitted.lines, "bad_lines": emitted.bad_lines,
-                    "duplicate_seconds": emitted.duplicate_seconds,
-                    "seconds": len(emitted.by_second)},
+        "records": {
+            "lines": emitted.lines,
+            "bad_lines": emitted.bad_lines,
+            "duplicate_seconds": emitted.duplicate_seconds,
+            "seconds": len(emitted.by_second),
+        },
     }
-

@@ -16,10 +16,10 @@ from .aggsupport import AggProc, Load, RedisServer, call, count, hits, wait_tota
 from .support import Proc, free_port, records
 
 
-def collector(tmp: Path, name: str, target: str) -> Proc:
+def collector(tmp: Path, name: str, target: str, *extra: str) -> Proc:
     d = tmp / name
     d.mkdir(exist_ok=True)
-    return Proc(d, ["--report-to", target, "--server-id", name, "--state-dir", str(d / "state")])
+    return Proc(d, ["--report-to", target, "--server-id", name, "--state-dir", str(d / "state"), *extra])
 
 
 def logged(procs: list[Proc]) -> int:
@@ -36,7 +36,11 @@ def outage_seen(procs: list[Proc]) -> None:
 def test_three_collectors_exact_total_and_per_server(tmp_path: Path) -> None:
     agg = AggProc(tmp_path, f"sqlite:{tmp_path / 'counts.db'}").start()
     since = int(time.time()) - 1
-    cols = [collector(tmp_path, f"c{i}", agg.url).start() for i in range(3)]
+    # c1 runs a supervisor and two workers: its records (the sum over workers) are reported the same way
+    cols = [
+        collector(tmp_path, f"c{i}", agg.url, *(["--workers", "2"] if i == 1 else [])).start()
+        for i in range(3)
+    ]
     try:
         for i, c in enumerate(cols):
             hits(c.port, 300 * (i + 1))

@@ -28,8 +28,15 @@ def main() -> None:
     a = p.parse_args()
     app = web.Application()
     app.router.add_get("/log", log)
-    web.run_app(app, host=a.host, port=a.port, backlog=a.backlog, access_log=None,
-                print=None, loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host=a.host,
+        port=a.port,
+        backlog=a.backlog,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

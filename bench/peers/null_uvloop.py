@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from typing import Any
 
 import uvloop
@@ -54,10 +55,8 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--backlog", type=int, default=2048)
     a = p.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve(a.host, a.port, a.backlog))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ BODY = {"type": "http.response.body", "body": b""}
 NOT_FOUND = {"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]}
 
 
-async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
-              send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+async def app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[Any]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     global hits
     if scope["path"] == "/log":
         hits += 1
@@ -36,8 +39,17 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--backlog", type=int, default=2048)
     a = p.parse_args()
-    uvicorn.run(app, host=a.host, port=a.port, backlog=a.backlog, loop="uvloop", http="httptools",
-                lifespan="off", access_log=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host=a.host,
+        port=a.port,
+        backlog=a.backlog,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":
