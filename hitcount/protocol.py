@@ -1,10 +1,12 @@
 """HTTP/1.1 on asyncio.Protocol: bytes → httptools (llhttp) → route → counter → one write per read.
 
-Owns: `Site` (one loop's routes, answers, counter slot and open connections) and `HitProtocol`.
-The only module that imports httptools. Imports `counter`, `responses`.
+Owns: `HitProtocol` (one connection: the fast GET/HEAD parser, limits measured on the raw bytes, its
+deadline, backpressure). Re-exports `Site`. With careful.py the only modules that import httptools.
 Must not: allocate, log, read a clock or call the kernel per request. Parser callbacks only set state
 (httptools turns anything they raise into a generic parser error); `data_received` acts after
 `feed_data` returns, so answers owed for requests completed before a bad one still go out, in order.
+The fast parser has no per-header callback: anything but GET/HEAD is handed to `Careful`, and head
+limits are checked on the raw bytes only when a read could hold a violation (docs/hardening.md).
 """
 
 from __future__ import annotations
@@ -14,94 +16,106 @@ from typing import Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from .config import WRITE_HIGH_WATER, WRITE_LOW_WATER, Config
-from .counter import Counter
-from .responses import Responses, error_response
+from .careful import BODY, IDLE, Careful, Stop, status_of
+from .config import WRITE_HIGH_WATER, WRITE_LOW_WATER
+from .responses import CONTINUE, build, error_response
+from .site import Site
 
+__all__ = ["HitProtocol", "Site"]
 
-class _Stop(Exception):
-    """Raised from a callback to stop llhttp after a request that ends the connection."""
-
-
-class Site:
-    """What every connection of one event loop shares: routes, answers, the counter, the open set."""
-
-    __slots__ = (
-        "path",
-        "path_q",
-        "counted",
-        "responses",
-        "view",
-        "index",
-        "connections",
-        "draining",
-    )
-
-    def __init__(self, config: Config, counter: Counter, now: float) -> None:
-        self.path = config.path.encode("ascii")
-        self.path_q = self.path + b"?"
-        self.counted = frozenset(m.encode("ascii") for m in config.methods)
-        allow = tuple(dict.fromkeys((*config.methods, "HEAD")))
-        self.responses = Responses(allow, now)
-        self.view = counter.view  # the slot itself, so a read's hits cost one in-place add
-        self.index = counter.index
-        self.connections: set[HitProtocol] = set()
-        self.draining = False
-
-    def drain(self) -> None:
-        """Shutdown: answer every request already received with `Connection: close`; close idle."""
-        self.draining = True
-        for conn in list(self.connections):
-            conn.drain()
+CRLF2 = b"\r\n\r\n"
 
 
 class HitProtocol(asyncio.Protocol):
     """One client connection. Pipelined requests are answered in order, in one write per read."""
 
-    __slots__ = ("_site", "_transport", "_parser", "_url", "_out", "_hits", "_stop")
+    __slots__ = (
+        "_site",
+        "_transport",
+        "_parser",
+        "_url",
+        "_method",
+        "out",
+        "hits",
+        "stopped",
+        "_switch",
+        "_careful",
+        "_slow",
+        "_head",
+        "_lines",
+        "_carry",
+        "_carry_start",
+        "deadline",
+    )
 
     def __init__(self, site: Site) -> None:
         self._site = site
         self._transport: Any = None
         self._url = b""
-        self._out: list[bytes] = []
-        self._hits = 0
-        self._stop = False
+        self._method = b""
+        self.out: list[bytes] = []
+        self.hits = 0
+        self.stopped = False
+        self._switch = False  # on_url met a method that needs the careful parser
+        self._careful: Careful | None = None
+        self._slow = False  # careful parser active, or a request head left open by the last read
+        self._head = 0  # bytes of the open request head, as of the end of the last read
+        self._lines = 0  # LFs in it
+        self._carry = b""  # its last bytes (a CRLFCRLF may straddle reads; a method may be split)
+        self._carry_start = False  # the carry is the whole message so far (only its method)
+        self.deadline = site.head_deadline
 
     # --- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        site = self._site
+        if site.limit_concurrency and len(site.connections) >= site.limit_concurrency:
+            self.stopped = True
+            site.refuse("over_limit_concurrency")
+            transport.write(error_response(503, "too many connections", site.responses.date))
+            transport.close()
+            return
         self._parser = HttpRequestParser(self)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        self._site.connections.add(self)
+        site.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._site.connections.discard(self)
-        self._stop = True
+        self.stopped = True
 
     def pause_writing(self) -> None:
         # The client is not reading its answers: stop reading its requests (bounded memory).
         self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if not self._stop:
+        if not self.stopped:
+            self.deadline = self._site.keep_deadline  # it reads again: that is progress
             self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self._stop:
+        if self.stopped:
             return
-        self._feed(data)
         site = self._site
-        if self._hits:
+        if self._slow or len(data) > site.scan:
+            self._feed_checked(data)
+        else:
+            self._feed(data)
+        out = self.out
+        if self.stopped:
+            self.deadline = site.keep_deadline  # time to flush the last answers, then abort
+        elif self._url or self._slow or data[-1] != 10:
+            self._left_open(data, bool(out))  # rare: a read ended inside a request
+        elif out:
+            self.deadline = site.keep_deadline
+        if self.hits:
             # Counted before the answers are written: every acknowledged hit is in the slot.
-            site.view[site.index] += self._hits
-            self._hits = 0
-        out = self._out
+            site.view[site.index] += self.hits
+            self.hits = 0
         if out:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        if self._stop:
+        if self.stopped:
             self._transport.close()
 
     def eof_received(self) -> bool | None:
@@ -111,36 +125,47 @@ class HitProtocol(asyncio.Protocol):
     # --- llhttp callbacks: set state only ------------------------------------------------------
 
     def on_url(self, url: bytes) -> None:
-        self._url += url  # llhttp hands the target over in pieces when it straddles two reads
+        if self._url:  # the target straddles reads: llhttp hands it over in pieces
+            self._url += url
+            if len(self._url) > self._site.max_url:
+                self._refuse_now(414, "url_too_long", "request target too long")
+            return
+        self._url = url
+        method = self._method = self._parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            self._switch = True  # may carry a body: the careful parser takes over from this request
+            raise Stop
+
+    def on_body(self, body: bytes) -> None:
+        self._refuse_now(400, "body_on_get", "GET and HEAD requests must not carry a body here")
 
     def on_message_complete(self) -> None:
         url = self._url
         self._url = b""
         site = self._site
         parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._refuse_now(505, "http_version", f"HTTP/{version} is not served here")
         close = site.draining or not parser.should_keep_alive()
         r = site.responses
         if url == site.path or url.startswith(site.path_q):
-            method = parser.get_method()
-            if method in site.counted:
-                self._hits += 1
-                self._out.append(r.hit[close])
-            elif method == b"HEAD":
-                self._out.append(r.hit[close])
-            else:
-                self._out.append(r.not_allowed[close])
-        elif parser.get_method() == b"HEAD":
-            self._out.append(r.not_found_head[close])
+            if self._method in site.counted:
+                self.hits += 1
+            self.out.append(r.hit[close])
+        elif self._method == b"HEAD":
+            self.out.append(r.not_found_head[close])
         else:
-            self._out.append(r.not_found[close])
+            self.out.append(r.not_found[close])
         if close:
-            self._stop = True
-            raise _Stop
+            self.stopped = True
+            raise Stop
 
     # --- internals -----------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
         while True:
+            done = len(self.out)
             try:
                 self._parser.feed_data(data)
                 return
@@ -149,24 +174,200 @@ class HitProtocol(asyncio.Protocol):
                 # HTTP/1.1; whatever follows it is parsed as the next request.
                 data = data[exc.args[0] :]
                 self._parser = HttpRequestParser(self)
-                if not data or self._stop:
+                if not data or self.stopped:
                     return
             except HttpParserError as exc:
-                if not self._stop:  # not our own _Stop: the client sent bytes we cannot parse
-                    self._refuse(400, str(exc) or "malformed request")
+                if self._switch:
+                    self._to_careful(data, len(self.out) - done)
+                elif not self.stopped:  # not our own Stop: the client sent bytes we cannot parse
+                    status, kind = status_of(exc)
+                    self.refuse(status, kind, str(exc) or "malformed request")
                 return
 
-    def _refuse(self, status: int, detail: str) -> None:
-        self._out.append(error_response(status, detail, self._site.responses.date))
-        self._stop = True
+    def _to_careful(self, data: bytes, done: int) -> None:
+        """Re-parse from the start of the request whose method needs every header, carefully.
+        Every request before it (`done` of them in `data`) was a bodiless GET/HEAD, so each ended
+        at its blank line; `carry` holds what came before `data` when it is needed."""
+        self._switch = False
+        self._url = b""
+        stream = self._carry + data
+        pos = 0
+        for i in range(done):
+            if i or self._carry_start or not self._head:
+                pos = _skip_blank_lines(stream, pos)
+            pos = stream.find(CRLF2, pos) + 4
+        self._careful = careful = Careful(self, self._site)
+        self._slow = True
+        self._head = self._lines = 0
+        self._carry = b""
+        careful.feed(stream[_skip_blank_lines(stream, pos) :])
+
+    def _feed_checked(self, data: bytes) -> None:
+        """Rare: careful mode, an open head carried over, or a read long enough to hold an oversized
+        head. Measures each GET/HEAD head in it before llhttp can complete (and count) it."""
+        if self._careful is not None:
+            self._careful.feed(data)
+            return
+        site = self._site
+        n = len(data)
+        if not self._head and n <= site.fast_max and data.count(b"\n") <= site.max_lines:
+            self._feed(data)
+            return
+        pos = 0
+        if self._head and not self._carry_start:  # the rest of a GET/HEAD head from earlier reads
+            end = _head_end(self._carry, data)
+            stop = n if end < 0 else end
+            if not self._fits(self._head + stop, self._lines + data.count(b"\n", 0, stop)):
+                return
+            if end < 0:
+                self._feed(data)
+                return
+            pos = end
+        # Heads that start in this read (the first maybe in the carried method bytes), up to the
+        # first that is not GET/HEAD: the careful parser measures those itself.
+        off = len(self._carry) if self._carry_start else 0
+        buf = self._carry + data if off else data
+        pos += off
+        while pos < len(buf):
+            pos = _skip_blank_lines(buf, pos)
+            if not (buf.startswith(b"GET ", pos) or buf.startswith(b"HEAD ", pos)):
+                break
+            end = buf.find(CRLF2, pos)
+            stop = len(buf) if end < 0 else end + 4
+            if not self._measure(buf, pos, stop):
+                self._feed(data[: max(pos - off, 0)])
+                if not self.stopped:
+                    self._measure(buf, pos, stop, refuse=True)
+                return
+            if end < 0:
+                break
+            pos = stop
+        self._feed(data)
+
+    def _measure(self, buf: bytes, pos: int, stop: int, refuse: bool = False) -> bool:
+        """Is the GET/HEAD head in buf[pos:stop] within the limits? With `refuse`, refuse it."""
+        site = self._site
+        line = buf.find(b"\r\n", pos, stop)
+        target = buf.rfind(b" ", pos, stop if line < 0 else line) - buf.find(b" ", pos) - 1
+        if target > site.max_url or (line < 0 and stop - pos > site.max_url + 16):
+            if refuse:
+                self.refuse(414, "url_too_long", "request target too long")
+            return False
+        if not refuse:
+            return stop - pos <= site.max_head and buf.count(b"\n", pos, stop) <= site.max_lines
+        return self._fits(stop - pos, buf.count(b"\n", pos, stop))
+
+    def _fits(self, head: int, lines: int) -> bool:
+        """True if a head of `head` bytes and `lines` LFs is within the limits; else refuse (431)."""
+        site = self._site
+        if self.stopped or (head <= site.max_head and lines <= site.max_lines):
+            return not self.stopped
+        if head > site.max_head:
+            self.refuse(431, "head_too_large", f"request head larger than {site.max_head} bytes")
+        else:
+            self.refuse(431, "too_many_headers", f"more than {site.max_lines - 2} header fields")
+        return False
+
+    def _left_open(self, data: bytes, done: bool) -> None:
+        """Rare: the read ended inside a request, or in careful mode. Moves the deadline (a new head
+        gets --timeout-header from its first byte; a body, from each read) and bounds the head."""
+        site = self._site
+        careful = self._careful
+        if careful is not None:
+            if careful.state == IDLE:  # between requests again: back to the fast parser
+                self._careful = None
+                self._parser = HttpRequestParser(self)
+                self._slow = False
+                self._head = self._lines = 0
+                if done:
+                    self.deadline = site.keep_deadline
+                return
+            if careful.state == BODY:
+                self._head = 0
+                self.deadline = site.head_deadline
+                if careful.continue_pending:  # RFC 9110 §10.1.1: the client may be waiting for this
+                    careful.continue_pending = False
+                    self.out.append(CONTINUE)
+                return
+        elif not self._url and data[-1] == 10:  # the read ended between requests
+            self._slow = self._carry_start = False
+            self._head = self._lines = 0
+            self._carry = b""
+            if done:
+                self.deadline = site.keep_deadline
+            return
+        if self._head and not done:
+            self._head += len(data)
+            self._lines += data.count(b"\n")
+        else:  # a head began in this read, after the last blank line (and after any body before it)
+            i = data.rfind(CRLF2)
+            start = i + 4 if i >= 0 else 0
+            self._head = max(len(data) - start - (careful.body if careful else 0), 1)
+            self._lines = data.count(b"\n", start)
+            self._carry_start = False
+            self.deadline = site.head_deadline
+        if careful is None:
+            if self._url:
+                self._carry = data[-3:]
+                self._carry_start = False
+            elif self._carry_start:
+                self._carry += data
+            else:
+                self._carry = data[data.rfind(b"\n") + 1 :]
+                self._carry_start = True
+        self._slow = True
+        self._fits(self._head, self._lines)
+
+    def refuse(self, status: int, kind: str, detail: str) -> None:
+        """A client's mistake: queue the canned answer (after those already owed), then close."""
+        self.out.append(error_response(status, detail, self._site.responses.date))
+        self.stopped = True
+        self._site.refuse(kind)
+
+    def _refuse_now(self, status: int, kind: str, detail: str) -> None:
+        self.refuse(status, kind, detail)
+        raise Stop
+
+    def expire(self) -> None:
+        """Called by the sweep once the deadline has passed: a head not completed in time gets 408,
+        an idle keep-alive connection is closed; one still open a period later is aborted."""
+        transport = self._transport
+        if self.stopped:
+            transport.abort()
+            return
+        if self._head or self._url or self._careful is not None:
+            transport.write(build(408, self._site.responses.date, keep=False))
+            self._site.refuse("timeout")
+        self.stopped = True
+        self.deadline = self._site.keep_deadline
+        transport.close()
 
     def abort(self) -> None:
-        self._stop = True
+        self.stopped = True
         if self._transport is not None:
             self._transport.abort()
 
     def drain(self) -> None:
         """Close now if idle; otherwise the request in progress is answered with a close."""
-        if not self._url and not self._stop and self._transport is not None:
-            self._stop = True
+        if not (self._url or self._head or self._careful or self.stopped) and self._transport:
+            self.stopped = True
             self._transport.close()
+
+
+def _skip_blank_lines(data: bytes, pos: int) -> int:
+    """Past the CRLFs llhttp tolerates before a request line."""
+    n = len(data)
+    while pos < n and data[pos] in (13, 10):
+        pos += 1
+    return pos
+
+
+def _head_end(carry: bytes, data: bytes) -> int:
+    """The offset in `data` just past the blank line that ends a head begun before `data` (whose
+    last bytes are `carry`), or -1. The CRLFCRLF may straddle the two."""
+    tail = carry[-3:]
+    i = (tail + data[:3]).find(CRLF2)
+    if i >= 0:
+        return i + 4 - len(tail)
+    i = data.find(CRLF2)
+    return i + 4 if i >= 0 else -1

@@ -60,8 +60,9 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.site = Site(self.config, self.slots.counter(0), self._clock())
+        self.site = Site(self.config, self.slots.counter(0), self._clock(), self._log)
         site = self.site
+        site.start(loop)  # the one deadline sweep of this loop (timeouts, refusal log lines)
         self._server = await loop.create_server(
             lambda: HitProtocol(site),
             host=self.config.host,
@@ -94,6 +95,7 @@ class Server:
             await asyncio.sleep(DRAIN_POLL)
         for conn in list(self.site.connections):
             conn.abort()  # only requests never completed remain; none of them was counted
+        self.site.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
