@@ -24,6 +24,7 @@ from .site import Site
 __all__ = ["HitProtocol", "Site"]
 
 CRLF2 = b"\r\n\r\n"
+V11 = b" HTTP/1.1\r\n"
 
 
 class HitProtocol(asyncio.Protocol):
@@ -45,6 +46,9 @@ class HitProtocol(asyncio.Protocol):
         "_lines",
         "_carry",
         "_carry_start",
+        "_exact",
+        "_vpos",
+        "_refused_first",
         "deadline",
     )
 
@@ -63,6 +67,9 @@ class HitProtocol(asyncio.Protocol):
         self._lines = 0  # LFs in it
         self._carry = b""  # its last bytes (a CRLFCRLF may straddle reads; a method may be split)
         self._carry_start = False  # the carry is the whole message so far (only its method)
+        self._exact = False  # ask llhttp every request's version (else: the raw first line, below)
+        self._refused_first = False  # a read's first answer was a refusal, not a request's
+        self._vpos = 0  # where " HTTP/1.1\r\n" must start in a plain read's first request
         self.deadline = site.head_deadline
 
     # --- asyncio callbacks -------------------------------------------------------------------
@@ -97,11 +104,15 @@ class HitProtocol(asyncio.Protocol):
         if self.stopped:
             return
         site = self._site
+        out = self.out
         if self._slow or len(data) > site.scan:
+            self._exact = True
             self._feed_checked(data)
+            self._exact = False
         else:
             self._feed(data)
-        out = self.out
+            if out and data.find(V11) != self._vpos:
+                self._check_first_version(data)  # not a plain HTTP/1.1 request line: look closer
         if self.stopped:
             self.deadline = site.keep_deadline  # time to flush the last answers, then abort
         elif self._url or self._slow or data[-1] != 10:
@@ -116,7 +127,11 @@ class HitProtocol(asyncio.Protocol):
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
         if self.stopped:
-            self._transport.close()
+            # Lingering close (as nginx does): send our FIN after the answers but keep reading (and
+            # dropping) what the client still sends until it closes, or the sweep aborts it. Closing
+            # with unread bytes would make the kernel send RST, and a client can lose answers already
+            # in flight (counted hits) to it.
+            self._transport.write_eof()
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still read: answers already written stay queued, then we close.
@@ -144,9 +159,12 @@ class HitProtocol(asyncio.Protocol):
         self._url = b""
         site = self._site
         parser = self._parser
-        version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self._refuse_now(505, "http_version", f"HTTP/{version} is not served here")
+        if self.out or self._exact:
+            version = parser.get_http_version()
+            if version != "1.1" and version != "1.0":
+                self._refuse_now(505, "http_version", f"HTTP/{version} is not served here")
+        else:  # the first request of a plain read: data_received checks its request line
+            self._vpos = len(self._method) + 1 + len(url)
         close = site.draining or not parser.should_keep_alive()
         r = site.responses
         if url == site.path or url.startswith(site.path_q):
@@ -183,6 +201,22 @@ class HitProtocol(asyncio.Protocol):
                     status, kind = status_of(exc)
                     self.refuse(status, kind, str(exc) or "malformed request")
                 return
+
+    def _check_first_version(self, data: bytes) -> None:
+        """llhttp also accepts HTTP/0.9 and HTTP/2.0 request lines; we answer only 1.0 and 1.1 (505).
+        For the first request of a read that began between requests, the version is checked here on
+        its raw request line (one `find` instead of llhttp's version string per request). If it is
+        bad, nothing of this read is answered or counted but the 505."""
+        if self._refused_first:
+            return
+        pos = _skip_blank_lines(data, 0)
+        line = data[pos : data.find(b"\r\n", pos)]
+        if line.endswith(b" HTTP/1.1") or line.endswith(b" HTTP/1.0"):
+            return
+        self.out.clear()
+        self.hits = 0
+        version = line.rpartition(b" ")[2].decode("latin-1") or "0.9"
+        self.refuse(505, "http_version", f"{version} is not served here")
 
     def _to_careful(self, data: bytes, done: int) -> None:
         """Re-parse from the start of the request whose method needs every header, carefully.
@@ -320,6 +354,7 @@ class HitProtocol(asyncio.Protocol):
 
     def refuse(self, status: int, kind: str, detail: str) -> None:
         """A client's mistake: queue the canned answer (after those already owed), then close."""
+        self._refused_first = not self.out
         self.out.append(error_response(status, detail, self._site.responses.date))
         self.stopped = True
         self._site.refuse(kind)
@@ -340,7 +375,7 @@ class HitProtocol(asyncio.Protocol):
             self._site.refuse("timeout")
         self.stopped = True
         self.deadline = self._site.keep_deadline
-        transport.close()
+        transport.write_eof()
 
     def abort(self) -> None:
         self.stopped = True
