@@ -47,6 +47,9 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 # Open connections per event loop before new ones get a 503; 0 = no limit (uvicorn's default too).
 # The real cap is then RLIMIT_NOFILE; bench/idle_connections.py measures what 10,000 idle ones cost.
 DEFAULT_LIMIT_CONCURRENCY = 0
+# After our last answer on a connection we half-close and drain what the client still sends (so no RST
+# destroys answers in flight), but only this much: a client streaming on past a refusal is cut off.
+LINGER_BYTES = 64 * 1024
 # Timeouts are enforced by one sweep per event loop at this period, so a deadline fires up to one
 # period late; that buys one float store per read instead of a timer per connection or request.
 SWEEP_INTERVAL = 1.0

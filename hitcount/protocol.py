@@ -17,7 +17,7 @@ from typing import Any
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from .careful import BODY, IDLE, Careful, Stop, status_of
-from .config import WRITE_HIGH_WATER, WRITE_LOW_WATER
+from .config import LINGER_BYTES, WRITE_HIGH_WATER, WRITE_LOW_WATER
 from .responses import CONTINUE, build, error_response
 from .site import Site
 
@@ -49,6 +49,7 @@ class HitProtocol(asyncio.Protocol):
         "_exact",
         "_vpos",
         "_refused_first",
+        "_drained",
         "deadline",
     )
 
@@ -68,6 +69,7 @@ class HitProtocol(asyncio.Protocol):
         self._carry = b""  # its last bytes (a CRLFCRLF may straddle reads; a method may be split)
         self._carry_start = False  # the carry is the whole message so far (only its method)
         self._exact = False  # ask llhttp every request's version (else: the raw first line, below)
+        self._drained = 0  # bytes dropped after our last answer (lingering close)
         self._refused_first = False  # a read's first answer was a refusal, not a request's
         self._vpos = 0  # where " HTTP/1.1\r\n" must start in a plain read's first request
         self.deadline = site.head_deadline
@@ -102,6 +104,9 @@ class HitProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.stopped:
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES and self._transport is not None:
+                self._transport.abort()
             return
         site = self._site
         out = self.out
