@@ -42,7 +42,7 @@ def collect(sock: socket.socket, quiet: float = 0.5, limit: float = 30.0) -> tup
     while time.monotonic() < end:
         try:
             chunk = sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return bytes(buf), False
         except ConnectionResetError:
             return bytes(buf), True
