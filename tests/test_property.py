@@ -11,6 +11,7 @@ For streams of well-formed requests, the answers are exactly the ones an oracle 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -126,7 +127,7 @@ def oracle(reqs: list[tuple[bytes, int, bool]]) -> list[int]:
 def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
     cuts = sorted(set(draw(st.lists(st.integers(0, len(data)), max_size=6))))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 MUTATIONS = st.lists(
@@ -170,10 +171,8 @@ def talk(port: int, chunks: list[bytes]) -> tuple[bytes, bool]:
             except OSError:
                 break
             time.sleep(0.0005)
-        try:
+        with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         buf = bytearray()
         while True:
             try:
