@@ -187,8 +187,8 @@ class HitProtocol(asyncio.Protocol):
     # --- internals -----------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        done = 0  # answers queued before `data` (out is empty when a read starts)
         while True:
-            done = len(self.out)
             try:
                 self._parser.feed_data(data)
                 return
@@ -197,6 +197,7 @@ class HitProtocol(asyncio.Protocol):
                 # HTTP/1.1; whatever follows it is parsed as the next request.
                 data = data[exc.args[0] :]
                 self._parser = HttpRequestParser(self)
+                done = len(self.out)
                 if not data or self.stopped:
                     return
             except HttpParserError as exc:

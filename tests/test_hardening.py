@@ -58,6 +58,13 @@ TABLE: list[tuple[str, list[bytes], list[int], int]] = [
         [204, 204],
         2,
     ),
+    ("POST head too large, dribbled", [b"POST /log HTTP/1.1\r\nX: "] + [b"v" * 100] * 11, [431], 0),
+    (
+        "upgrade ignored",
+        [b"GET /log HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n" + GET],
+        [204, 204],
+        2,
+    ),
     (
         "POST head too large",
         [b"POST /log HTTP/1.1\r\nContent-Length: 1\r\n" + hdrs(3, 400) + b"\r\nx"],
