@@ -45,7 +45,6 @@ class HitProtocol(asyncio.Protocol):
         "_head",
         "_lines",
         "_carry",
-        "_carry_start",
         "_exact",
         "_vpos",
         "_refused_first",
@@ -66,8 +65,7 @@ class HitProtocol(asyncio.Protocol):
         self._slow = False  # careful parser active, or a request head left open by the last read
         self._head = 0  # bytes of the open request head, as of the end of the last read
         self._lines = 0  # LFs in it
-        self._carry = b""  # its last bytes (a CRLFCRLF may straddle reads; a method may be split)
-        self._carry_start = False  # the carry is the whole message so far (only its method)
+        self._carry = b""  # its last 3 bytes: the blank line that ends it may straddle two reads
         self._exact = False  # ask llhttp every request's version (else: the raw first line, below)
         self._drained = 0  # bytes dropped after our last answer (lingering close)
         self._refused_first = False  # a read's first answer was a refusal, not a request's
@@ -120,7 +118,7 @@ class HitProtocol(asyncio.Protocol):
                 self._check_first_version(data)  # not a plain HTTP/1.1 request line: look closer
         if self.stopped:
             self.deadline = site.keep_deadline  # time to flush the last answers, then abort
-        elif self._url or self._slow or data[-1] != 10:
+        elif self._url or self._slow:
             self._left_open(data, bool(out))  # rare: a read ended inside a request
         elif out:
             self.deadline = site.keep_deadline
@@ -225,22 +223,29 @@ class HitProtocol(asyncio.Protocol):
         self.refuse(505, "http_version", f"{version} is not served here")
 
     def _to_careful(self, data: bytes, done: int) -> None:
-        """Re-parse from the start of the request whose method needs every header, carefully.
-        Every request before it (`done` of them in `data`) was a bodiless GET/HEAD, so each ended
-        at its blank line; `carry` holds what came before `data` when it is needed."""
+        """Re-parse, carefully, from the start of the request whose method needs every header.
+        Every request before it (`done` of them in `data`) was a bodiless GET/HEAD, so each ended at
+        its blank line (the first maybe begun in an earlier read: `carry` has its last bytes)."""
+        method, url = self._method, self._url
         self._switch = False
         self._url = b""
-        stream = self._carry + data
+        stream = self._carry + data if done and self._head else data
         pos = 0
         for i in range(done):
-            if i or self._carry_start or not self._head:
+            if i or not self._head:
                 pos = _skip_blank_lines(stream, pos)
             pos = stream.find(CRLF2, pos) + 4
+        pos = _skip_blank_lines(stream, pos)
+        if not stream.startswith(method + b" ", pos):
+            # Its method began in the previous read ("PO" | "ST /log ..."): llhttp has told us the
+            # method, and the target starts in this read, so the request line can be rebuilt.
+            stream = method + b" " + stream[stream.find(url, pos) :]
+            pos = 0
         self._careful = careful = Careful(self, self._site)
         self._slow = True
         self._head = self._lines = 0
         self._carry = b""
-        careful.feed(stream[_skip_blank_lines(stream, pos) :])
+        careful.feed(stream[pos:])
 
     def _feed_checked(self, data: bytes) -> None:
         """Rare: careful mode, an open head carried over, or a read long enough to hold an oversized
@@ -254,7 +259,7 @@ class HitProtocol(asyncio.Protocol):
             self._feed(data)
             return
         pos = 0
-        if self._head and not self._carry_start:  # the rest of a GET/HEAD head from earlier reads
+        if self._head:  # the rest of a GET/HEAD head begun in earlier reads
             end = _head_end(self._carry, data)
             stop = n if end < 0 else end
             if not self._fits(self._head + stop, self._lines + data.count(b"\n", 0, stop)):
@@ -263,21 +268,21 @@ class HitProtocol(asyncio.Protocol):
                 self._feed(data)
                 return
             pos = end
-        # Heads that start in this read (the first maybe in the carried method bytes), up to the
-        # first that is not GET/HEAD: the careful parser measures those itself.
-        off = len(self._carry) if self._carry_start else 0
-        buf = self._carry + data if off else data
-        pos += off
-        while pos < len(buf):
-            pos = _skip_blank_lines(buf, pos)
-            if not (buf.startswith(b"GET ", pos) or buf.startswith(b"HEAD ", pos)):
+        # Heads that start in this read, up to the first that is not GET/HEAD (the careful parser
+        # measures those itself). The first is measured whatever it starts with: its method may
+        # have begun in the last read ("GE" | "T /log ...").
+        first = pos == 0
+        while pos < n:
+            pos = _skip_blank_lines(data, pos)
+            if not (first or data.startswith(b"GET ", pos) or data.startswith(b"HEAD ", pos)):
                 break
-            end = buf.find(CRLF2, pos)
-            stop = len(buf) if end < 0 else end + 4
-            if not self._measure(buf, pos, stop):
-                self._feed(data[: max(pos - off, 0)])
+            first = False
+            end = data.find(CRLF2, pos)
+            stop = n if end < 0 else end + 4
+            if not self._measure(data, pos, stop):
+                self._feed(data[:pos])
                 if not self.stopped:
-                    self._measure(buf, pos, stop, refuse=True)
+                    self._measure(data, pos, stop, refuse=True)
                 return
             if end < 0:
                 break
@@ -288,7 +293,10 @@ class HitProtocol(asyncio.Protocol):
         """Is the GET/HEAD head in buf[pos:stop] within the limits? With `refuse`, refuse it."""
         site = self._site
         line = buf.find(b"\r\n", pos, stop)
-        target = buf.rfind(b" ", pos, stop if line < 0 else line) - buf.find(b" ", pos) - 1
+        eol = stop if line < 0 else line
+        first, last = buf.find(b" ", pos, eol), buf.rfind(b" ", pos, eol)
+        # "GET /x HTTP/1.1", or "/x HTTP/1.1" when the method came in the previous read
+        target = last - first - 1 if first < last else last - pos
         if target > site.max_url or (line < 0 and stop - pos > site.max_url + 16):
             if refuse:
                 self.refuse(414, "url_too_long", "request target too long")
@@ -329,8 +337,8 @@ class HitProtocol(asyncio.Protocol):
                     careful.continue_pending = False
                     self.out.append(CONTINUE)
                 return
-        elif not self._url and data[-1] == 10:  # the read ended between requests
-            self._slow = self._carry_start = False
+        elif not self._url:  # the read ended between requests (or inside a method: a few bytes)
+            self._slow = False
             self._head = self._lines = 0
             self._carry = b""
             if done:
@@ -344,17 +352,9 @@ class HitProtocol(asyncio.Protocol):
             start = i + 4 if i >= 0 else 0
             self._head = max(len(data) - start - (careful.body if careful else 0), 1)
             self._lines = data.count(b"\n", start)
-            self._carry_start = False
             self.deadline = site.head_deadline
         if careful is None:
-            if self._url:
-                self._carry = data[-3:]
-                self._carry_start = False
-            elif self._carry_start:
-                self._carry += data
-            else:
-                self._carry = data[data.rfind(b"\n") + 1 :]
-                self._carry_start = True
+            self._carry = data[-3:]
         self._slow = True
         self._fits(self._head, self._lines)
 
