@@ -51,6 +51,7 @@ class Careful:
         "parser",
         "state",
         "body",
+        "body_before",
         "continue_pending",
         "_url",
         "_head",
@@ -66,7 +67,10 @@ class Careful:
         self._site = site
         self.parser = HttpRequestParser(self)
         self.state = IDLE
-        self.body = 0  # body bytes of the current (or last) message
+        self.body = 0  # body bytes of the current message
+        # Content-Length body bytes of the last completed message: a head that starts after it in
+        # the same read starts that many bytes after its blank line (chunked ones end at one).
+        self.body_before = 0
         self.continue_pending = False
         self._reset()
 
@@ -163,6 +167,7 @@ class Careful:
 
     def on_message_complete(self) -> None:
         self.state = IDLE
+        self.body_before = 0 if self._codings else self.body
         self.continue_pending = False
         site = self._site
         owner = self._owner

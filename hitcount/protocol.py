@@ -350,7 +350,9 @@ class HitProtocol(asyncio.Protocol):
         else:  # a head began in this read, after the last blank line (and after any body before it)
             i = data.rfind(CRLF2)
             start = i + 4 if i >= 0 else 0
-            self._head = max(len(data) - start - (careful.body if careful else 0), 1)
+            if careful is not None:
+                start = min(len(data), start + careful.body_before)
+            self._head = max(len(data) - start, 1)
             self._lines = data.count(b"\n", start)
             self.deadline = site.head_deadline
         if careful is None:

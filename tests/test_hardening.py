@@ -61,6 +61,18 @@ TABLE: list[tuple[str, list[bytes], list[int], int]] = [
     ("method split, long read", [b"GE", b"T /log HTTP/1.1\r\n" + hdrs(9, 20) + b"\r\n" + GET], [204, 204], 2),
     ("method split, url over limit", [b"GET ", b"/" + b"a" * 300 + b" HTTP/1.1\r\n\r\n"], [414], 0),
     ("method split, too many headers", [b"HE", b"AD /log HTTP/1.1\r\n" + hdrs(11) + b"\r\n"], [431], 0),
+    (
+        "body of newlines",
+        [b"PUT /log HTTP/1.1\r\nContent-Length: 200\r\n\r\n" + b"\n" * 200 + GET],
+        [204, 204],
+        2,
+    ),
+    (
+        "body of blank lines",
+        [b"PUT /log HTTP/1.1\r\nContent-Length: 400\r\n\r\n" + b"\r\n" * 200 + GET],
+        [204, 204],
+        2,
+    ),
     ("POST head too large, dribbled", [b"POST /log HTTP/1.1\r\nX: "] + [b"v" * 100] * 11, [431], 0),
     (
         "upgrade ignored",

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hitcount.config import Config
 from hitcount.server import Server
 
-from .wire import Reply
+from .wire import sniff as replies
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -183,34 +183,6 @@ def talk(port: int, chunks: list[bytes]) -> tuple[bytes, bool]:
                 break
             buf += got
         return bytes(buf), True
-
-
-def replies(data: bytes) -> list[Reply]:
-    """Strictly parse what the server sent. A body is present unless the answer was to HEAD, which
-    shows as the next status line where the body would start (our bodies begin with the status)."""
-    from .wire import STATUS_LINE
-
-    out: list[Reply] = []
-    pos = 0
-    while pos < len(data):
-        end = data.find(b"\r\n\r\n", pos)
-        assert end >= 0, f"not HTTP at {pos}: {data[pos : pos + 60]!r}"
-        lines = data[pos:end].split(b"\r\n")
-        m = STATUS_LINE.fullmatch(lines[0])
-        assert m, f"bad status line {lines[0]!r}"
-        headers = dict(
-            (k.strip().lower().decode(), v.strip().decode())
-            for k, _, v in (ln.partition(b":") for ln in lines[1:])
-        )
-        status = int(m.group(1))
-        pos = end + 4
-        n = int(headers.get("content-length", "0")) if status >= 200 else 0
-        if n and not data.startswith(b"%d " % status, pos):
-            n = 0  # an answer to HEAD
-        assert pos + n <= len(data), "truncated body"
-        out.append(Reply(status, headers, data[pos : pos + n]))
-        pos += n
-    return out
 
 
 def check_stream(live: Live, chunks: list[bytes]) -> list[int]:

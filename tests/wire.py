@@ -112,3 +112,29 @@ def matches(pattern: str, status: int) -> bool:
         if alt == str(status):
             return True
     return False
+
+
+def sniff(data: bytes) -> list[Reply]:
+    """Strictly parse what the server sent. A body is present unless the answer was to HEAD, which
+    shows as the next status line where the body would start (our bodies begin with the status)."""
+    out: list[Reply] = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        assert end >= 0, f"not HTTP at {pos}: {data[pos : pos + 60]!r}"
+        lines = data[pos:end].split(b"\r\n")
+        m = STATUS_LINE.fullmatch(lines[0])
+        assert m, f"bad status line {lines[0]!r}"
+        headers = dict(
+            (k.strip().lower().decode(), v.strip().decode())
+            for k, _, v in (ln.partition(b":") for ln in lines[1:])
+        )
+        status = int(m.group(1))
+        pos = end + 4
+        n = int(headers.get("content-length", "0")) if status >= 200 else 0
+        if n and not data.startswith(b"%d " % status, pos):
+            n = 0  # an answer to HEAD
+        assert pos + n <= len(data), "truncated body"
+        out.append(Reply(status, headers, data[pos : pos + n]))
+        pos += n
+    return out
