@@ -1,12 +1,11 @@
 """HTTP/1.1 on asyncio.Protocol: bytes → httptools (llhttp) → route → counter → one write per read.
 
-Owns: `HitProtocol` (one connection: the fast GET/HEAD parser, limits measured on the raw bytes, its
-deadline, backpressure). Re-exports `Site`. With careful.py the only modules that import httptools.
-Must not: allocate, log, read a clock or call the kernel per request. Parser callbacks only set state
-(httptools turns anything they raise into a generic parser error); `data_received` acts after
-`feed_data` returns, so answers owed for requests completed before a bad one still go out, in order.
-The fast parser has no per-header callback: anything but GET/HEAD is handed to `Careful`, and head
-limits are checked on the raw bytes only when a read could hold a violation (docs/hardening.md).
+Owns: `HitProtocol` (one connection: the fast GET/HEAD parser, its deadline, backpressure, lingering
+close). Re-exports `Site`. Builds on `careful` (non-GET/HEAD requests) and `heads` (head limits on
+the raw bytes, so the fast parser needs no per-header callback); with careful.py the only importer
+of httptools. Must not: allocate, log, read a clock or call the kernel per request. Callbacks only
+set state; `data_received` acts after `feed_data` returns, so answers owed before a bad request still
+go out, in order.
 """
 
 from __future__ import annotations
@@ -18,16 +17,16 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from .careful import BODY, IDLE, Careful, Stop, status_of
 from .config import LINGER_BYTES, WRITE_HIGH_WATER, WRITE_LOW_WATER
+from .heads import CRLF2, HeadLimits, skip_blank_lines
 from .responses import CONTINUE, build, error_response
 from .site import Site
 
 __all__ = ["HitProtocol", "Site"]
 
-CRLF2 = b"\r\n\r\n"
 V11 = b" HTTP/1.1\r\n"
 
 
-class HitProtocol(asyncio.Protocol):
+class HitProtocol(HeadLimits, asyncio.Protocol):
     """One client connection. Pipelined requests are answered in order, in one write per read."""
 
     __slots__ = (
@@ -42,9 +41,6 @@ class HitProtocol(asyncio.Protocol):
         "_switch",
         "_careful",
         "_slow",
-        "_head",
-        "_lines",
-        "_carry",
         "_exact",
         "_vpos",
         "_refused_first",
@@ -213,7 +209,7 @@ class HitProtocol(asyncio.Protocol):
         bad, nothing of this read is answered or counted but the 505."""
         if self._refused_first:
             return
-        pos = _skip_blank_lines(data, 0)
+        pos = skip_blank_lines(data, 0)
         line = data[pos : data.find(b"\r\n", pos)]
         if line.endswith(b" HTTP/1.1") or line.endswith(b" HTTP/1.0"):
             return
@@ -233,9 +229,9 @@ class HitProtocol(asyncio.Protocol):
         pos = 0
         for i in range(done):
             if i or not self._head:
-                pos = _skip_blank_lines(stream, pos)
+                pos = skip_blank_lines(stream, pos)
             pos = stream.find(CRLF2, pos) + 4
-        pos = _skip_blank_lines(stream, pos)
+        pos = skip_blank_lines(stream, pos)
         if not stream.startswith(method + b" ", pos):
             # Its method began in the previous read ("PO" | "ST /log ..."): llhttp has told us the
             # method, and the target starts in this read, so the request line can be rebuilt.
@@ -249,116 +245,46 @@ class HitProtocol(asyncio.Protocol):
 
     def _feed_checked(self, data: bytes) -> None:
         """Rare: careful mode, an open head carried over, or a read long enough to hold an oversized
-        head. Measures each GET/HEAD head in it before llhttp can complete (and count) it."""
+        head (see HeadLimits)."""
         if self._careful is not None:
             self._careful.feed(data)
-            return
-        site = self._site
-        n = len(data)
-        if not self._head and n <= site.fast_max and data.count(b"\n") <= site.max_lines:
-            self._feed(data)
-            return
-        pos = 0
-        if self._head:  # the rest of a GET/HEAD head begun in earlier reads
-            end = _head_end(self._carry, data)
-            stop = n if end < 0 else end
-            if not self._fits(self._head + stop, self._lines + data.count(b"\n", 0, stop)):
-                return
-            if end < 0:
-                self._feed(data)
-                return
-            pos = end
-        # Heads that start in this read, up to the first that is not GET/HEAD (the careful parser
-        # measures those itself). The first is measured whatever it starts with: its method may
-        # have begun in the last read ("GE" | "T /log ...").
-        first = pos == 0
-        while pos < n:
-            pos = _skip_blank_lines(data, pos)
-            if not (first or data.startswith(b"GET ", pos) or data.startswith(b"HEAD ", pos)):
-                break
-            first = False
-            end = data.find(CRLF2, pos)
-            stop = n if end < 0 else end + 4
-            if not self._measure(data, pos, stop):
-                self._feed(data[:pos])
-                if not self.stopped:
-                    self._measure(data, pos, stop, refuse=True)
-                return
-            if end < 0:
-                break
-            pos = stop
-        self._feed(data)
-
-    def _measure(self, buf: bytes, pos: int, stop: int, refuse: bool = False) -> bool:
-        """Is the GET/HEAD head in buf[pos:stop] within the limits? With `refuse`, refuse it."""
-        site = self._site
-        line = buf.find(b"\r\n", pos, stop)
-        eol = stop if line < 0 else line
-        first, last = buf.find(b" ", pos, eol), buf.rfind(b" ", pos, eol)
-        # "GET /x HTTP/1.1", or "/x HTTP/1.1" when the method came in the previous read
-        target = last - first - 1 if first < last else last - pos
-        if target > site.max_url or (line < 0 and stop - pos > site.max_url + 16):
-            if refuse:
-                self.refuse(414, "url_too_long", "request target too long")
-            return False
-        if not refuse:
-            return stop - pos <= site.max_head and buf.count(b"\n", pos, stop) <= site.max_lines
-        return self._fits(stop - pos, buf.count(b"\n", pos, stop))
-
-    def _fits(self, head: int, lines: int) -> bool:
-        """True if a head of `head` bytes and `lines` LFs is within the limits; else refuse (431)."""
-        site = self._site
-        if self.stopped or (head <= site.max_head and lines <= site.max_lines):
-            return not self.stopped
-        if head > site.max_head:
-            self.refuse(431, "head_too_large", f"request head larger than {site.max_head} bytes")
         else:
-            self.refuse(431, "too_many_headers", f"more than {site.max_lines - 2} header fields")
-        return False
+            self._scan_heads(data)
 
     def _left_open(self, data: bytes, done: bool) -> None:
         """Rare: the read ended inside a request, or in careful mode. Moves the deadline (a new head
         gets --timeout-header from its first byte; a body, from each read) and bounds the head."""
         site = self._site
         careful = self._careful
-        if careful is not None:
-            if careful.state == IDLE:  # between requests again: back to the fast parser
-                self._careful = None
-                self._parser = HttpRequestParser(self)
-                self._slow = False
-                self._head = self._lines = 0
-                if done:
-                    self.deadline = site.keep_deadline
+        if careful is None:
+            if self._url:
+                self._head_left_open(data, done, 0)
                 return
-            if careful.state == BODY:
-                self._head = 0
-                self.deadline = site.head_deadline
-                if careful.continue_pending:  # RFC 9110 §10.1.1: the client may be waiting for this
-                    careful.continue_pending = False
-                    self.out.append(CONTINUE)
-                return
-        elif not self._url:  # the read ended between requests (or inside a method: a few bytes)
+            # the read ended between requests (or inside a method: a few bytes)
             self._slow = False
             self._head = self._lines = 0
-            self._carry = b""
             if done:
                 self.deadline = site.keep_deadline
-            return
-        if self._head and not done:
-            self._head += len(data)
-            self._lines += data.count(b"\n")
-        else:  # a head began in this read, after the last blank line (and after any body before it)
-            i = data.rfind(CRLF2)
-            start = i + 4 if i >= 0 else 0
-            if careful is not None:
-                start = min(len(data), start + careful.body_before)
-            self._head = max(len(data) - start, 1)
-            self._lines = data.count(b"\n", start)
+        elif careful.state == IDLE:  # between requests again: back to the fast parser
+            self._careful = None
+            self._parser = HttpRequestParser(self)
+            self._slow = False
+            self._head = self._lines = 0
+            if done:
+                self.deadline = site.keep_deadline
+        elif careful.state == BODY:
+            self._head = 0
             self.deadline = site.head_deadline
-        if careful is None:
-            self._carry = data[-3:]
+            if careful.continue_pending:  # RFC 9110 §10.1.1: the client may be waiting for this
+                careful.continue_pending = False
+                self.out.append(CONTINUE)
+        else:
+            self._head_left_open(data, done, careful.body_before)
+
+    def _head_left_open(self, data: bytes, done: bool, body_before: int) -> None:
         self._slow = True
-        self._fits(self._head, self._lines)
+        if self._open_head(data, done, body_before):
+            self.deadline = self._site.head_deadline  # a new head: --timeout-header from now
 
     def refuse(self, status: int, kind: str, detail: str) -> None:
         """A client's mistake: queue the canned answer (after those already owed), then close."""
@@ -395,22 +321,3 @@ class HitProtocol(asyncio.Protocol):
         if not (self._url or self._head or self._careful or self.stopped) and self._transport:
             self.stopped = True
             self._transport.close()
-
-
-def _skip_blank_lines(data: bytes, pos: int) -> int:
-    """Past the CRLFs llhttp tolerates before a request line."""
-    n = len(data)
-    while pos < n and data[pos] in (13, 10):
-        pos += 1
-    return pos
-
-
-def _head_end(carry: bytes, data: bytes) -> int:
-    """The offset in `data` just past the blank line that ends a head begun before `data` (whose
-    last bytes are `carry`), or -1. The CRLFCRLF may straddle the two."""
-    tail = carry[-3:]
-    i = (tail + data[:3]).find(CRLF2)
-    if i >= 0:
-        return i + 4 - len(tail)
-    i = data.find(CRLF2)
-    return i + 4 if i >= 0 else -1
