@@ -317,7 +317,10 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
             self._transport.abort()
 
     def drain(self) -> None:
-        """Close now if idle; otherwise the request in progress is answered with a close."""
-        if not (self._url or self._head or self._careful or self.stopped) and self._transport:
+        """Close now if idle or lingering after its last answer (close flushes what is queued);
+        otherwise the request in progress is answered with a close."""
+        if self._transport is None:
+            return
+        if self.stopped or not (self._url or self._head or self._careful):
             self.stopped = True
             self._transport.close()
