@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from . import config as c
 from .config import (
     DEFAULT_BACKLOG,
     DEFAULT_GRACEFUL_TIMEOUT,
@@ -165,8 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("TIMEOUT_WORKER_HEALTHCHECK", DEFAULT_WORKER_HEALTHCHECK),
         help="seconds without a heartbeat before a worker is killed and replaced (%(default)s)",
     )
+    _add_limits(p)
     a("--version", action="version", version=_version_line())
     return p
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """Hardening flags (docs/hardening.md); uvicorn's names where uvicorn has the setting."""
+    for flag, kind, default, text in (
+        ("limit-max-url", int, c.DEFAULT_MAX_URL, "longest request target, bytes; longer: 414"),
+        ("limit-max-head", int, c.DEFAULT_MAX_HEAD, "largest request head, bytes; larger: 431"),
+        ("limit-max-headers", int, c.DEFAULT_MAX_HEADERS, "most header fields; more: 431"),
+        ("limit-max-body", int, c.DEFAULT_MAX_BODY, "largest PUT/POST body, bytes; larger: 413"),
+        ("limit-concurrency", int, c.DEFAULT_LIMIT_CONCURRENCY, "open connections; more: 503, 0=off"),
+        ("timeout-header", _positive, c.DEFAULT_TIMEOUT_HEADER, "seconds to send a request head"),
+        ("timeout-keep-alive", _positive, c.DEFAULT_TIMEOUT_KEEP_ALIVE, "idle keep-alive seconds"),
+    ):
+        env = flag.upper().replace("-", "_")
+        p.add_argument(f"--{flag}", type=kind, default=_env(env, default), help=f"{text} (%(default)s)")
 
 
 def _version_line() -> str:
@@ -205,6 +222,13 @@ def parse(argv: Sequence[str] | None) -> Config:
             state_dir=args.state_dir,
             timeout_worker_healthcheck=args.timeout_worker_healthcheck,
             report_to=args.report_to,
+            limit_max_url=args.limit_max_url,
+            limit_max_head=args.limit_max_head,
+            limit_max_headers=args.limit_max_headers,
+            limit_max_body=args.limit_max_body,
+            limit_concurrency=args.limit_concurrency,
+            timeout_header=args.timeout_header,
+            timeout_keep_alive=args.timeout_keep_alive,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

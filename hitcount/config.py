@@ -42,6 +42,32 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPT
 WRITE_HIGH_WATER = 64 * 1024
 WRITE_LOW_WATER = 16 * 1024
 
+# --- Limits on what a client may send (docs/hardening.md). Each refusal is one canned answer + close.
+# Request target: nginx refuses a request line longer than one large_client_header_buffers buffer (8 KiB)
+# with 414; no browser or beacon library sends a /log URL anywhere near that.
+DEFAULT_MAX_URL = 8 * 1024
+# Whole request head (request line + header section), counted in bytes as it streams in: Node's
+# --max-http-header-size and h11's max_incomplete_event_size are both 16 KiB.
+DEFAULT_MAX_HEAD = 16 * 1024
+# Header fields per request: Apache's LimitRequestFields default. A browser sends ~10-20.
+DEFAULT_MAX_HEADERS = 100
+# Request body (PUT/POST are only counted, never stored): nginx's client_max_body_size default, 1 MiB.
+DEFAULT_MAX_BODY = 1024 * 1024
+# A connection must complete each request head within this (slowloris): the issue asks for 10 s;
+# nginx's client_header_timeout is 60 s, far too generous for a collector facing the internet.
+DEFAULT_TIMEOUT_HEADER = 10.0
+# Idle keep-alive connections close after this: uvicorn's --timeout-keep-alive default, 5 s.
+DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
+# Open connections per event loop before new ones get a 503; 0 = no limit (uvicorn's default too).
+# The real cap is then RLIMIT_NOFILE; bench/idle_connections.py measures what 10,000 idle ones cost.
+DEFAULT_LIMIT_CONCURRENCY = 0
+# After our last answer on a connection we half-close and drain what the client still sends (so no RST
+# destroys answers in flight), but only this much: a client streaming on past a refusal is cut off.
+LINGER_BYTES = 64 * 1024
+# Timeouts are enforced by one sweep per event loop at this period, so a deadline fires up to one
+# period late; that buys one float store per read instead of a timer per connection or request.
+SWEEP_INTERVAL = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -61,6 +87,13 @@ class Config:
     timeout_worker_healthcheck: float = DEFAULT_WORKER_HEALTHCHECK
     # Where each emitted second is also reported: "" (nowhere), http://HOST:PORT or redis://HOST:PORT/DB.
     report_to: str = ""
+    limit_max_url: int = DEFAULT_MAX_URL
+    limit_max_head: int = DEFAULT_MAX_HEAD
+    limit_max_headers: int = DEFAULT_MAX_HEADERS
+    limit_max_body: int = DEFAULT_MAX_BODY
+    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
+    timeout_header: float = DEFAULT_TIMEOUT_HEADER
+    timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -75,6 +108,15 @@ class Config:
             raise ValueError(f"port out of range: {self.port}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1: {self.workers}")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if not 64 <= self.limit_max_url <= self.limit_max_head:
+            raise ValueError("limit-max-url must be at least 64 and at most limit-max-head")
+        if self.limit_max_headers < 1 or self.limit_max_body < 0 or self.limit_concurrency < 0:
+            raise ValueError("limit-max-headers must be >= 1, limit-max-body and limit-concurrency >= 0")
+        if not (self.timeout_header > 0 and self.timeout_keep_alive > 0):
+            raise ValueError("timeouts must be positive")
 
     def with_port(self, port: int) -> Config:
         """The same settings bound to `port` (used once port 0 has been resolved)."""

@@ -19,6 +19,7 @@ REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    417: "Expectation Failed",
     413: "Content Too Large",
     414: "URI Too Long",
     431: "Request Header Fields Too Large",
@@ -61,6 +62,10 @@ def build(
 def error_response(status: int, detail: str, date: bytes) -> bytes:
     """The answer to a request we refuse and then close on: status, a one-line reason, close."""
     return build(status, date, keep=False, body=f"{status} {REASONS[status]}: {detail}\n".encode())
+
+
+# The interim answer to `Expect: 100-continue` (RFC 9110 §10.1.1, §15.2.1): a status line, no fields.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Responses:

@@ -74,8 +74,9 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.site = Site(self.config, self.slots.counter(self.index), self._clock())
+        self.site = Site(self.config, self.slots.counter(self.index), self._clock(), self._log)
         site = self.site
+        site.start(loop)  # the one deadline sweep of this loop (timeouts, refusal log lines)
         if self._sock is None:
             self._sock = listen_socket(self.config, reuse_port=False)
         self.port = self._sock.getsockname()[1]
@@ -113,6 +114,7 @@ class Server:
             await asyncio.sleep(DRAIN_POLL)
         for conn in list(self.site.connections):
             conn.abort()  # only requests never completed remain; none of them was counted
+        self.site.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

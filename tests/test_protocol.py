@@ -41,6 +41,12 @@ class FakeTransport:
     def abort(self) -> None:
         self.closed = True
 
+    def write_eof(self) -> None:  # lingering close: our FIN after the answers
+        self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
     def pause_reading(self) -> None:
         self.paused = True
 
