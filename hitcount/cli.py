@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    """Hardening flags (docs/hardening.md); uvicorn's names where uvicorn has the setting."""
+    """Hardening flags (README: Hardening); uvicorn's names where uvicorn has the setting."""
     for flag, kind, default, text in (
         ("limit-max-url", int, c.DEFAULT_MAX_URL, "longest request target, bytes; longer: 414"),
         ("limit-max-head", int, c.DEFAULT_MAX_HEAD, "largest request head, bytes; larger: 431"),

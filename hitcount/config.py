@@ -42,7 +42,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPT
 WRITE_HIGH_WATER = 64 * 1024
 WRITE_LOW_WATER = 16 * 1024
 
-# --- Limits on what a client may send (docs/hardening.md). Each refusal is one canned answer + close.
+# --- Limits on what a client may send (README: Hardening). Each refusal is one canned answer + close.
 # Request target: nginx refuses a request line longer than one large_client_header_buffers buffer (8 KiB)
 # with 414; no browser or beacon library sends a /log URL anywhere near that.
 DEFAULT_MAX_URL = 8 * 1024

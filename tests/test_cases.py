@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from .support import Proc, check_series, connect, records
+from .support import ROOT, Proc, check_series, connect, records
 from .wire import collect, exchange, matches, parse
 
-CASES_FILE = Path(os.environ.get("HITCOUNT_CASES", "/work/shared/cases/cases.json"))
+# The team's shared/ folder sits beside the checkout (on developers' machines and in CI).
+CASES_FILE = Path(os.environ.get("HITCOUNT_CASES", ROOT.parent / "shared" / "cases" / "cases.json"))
 CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text()) if CASES_FILE.exists() else []
 PROBE = b"GET /log HTTP/1.1\r\nHost: a\r\n\r\n"
 
