@@ -71,9 +71,10 @@ def load_average() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def environment() -> dict[str, Any]:
-    """Everything a reader needs to judge or repeat the numbers."""
-    server, load, every = cpu_plan()
+def environment(plan: tuple[str, str, str]) -> dict[str, Any]:
+    """Everything a reader needs to judge or repeat the numbers; `plan` is `cpu_plan()` as taken
+    before the harness pinned itself to the load CPU."""
+    server, load, every = plan
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hostname": platform.node(),

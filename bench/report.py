@@ -30,18 +30,24 @@ MISATTRIBUTION_TARGET = 0.001  # at most 0.1 % of same-second hits counted in an
 
 
 def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """server -> workload -> the median over rounds of each figure, p50 and p99 included."""
+    """server -> workload -> the median of each figure (p50 and p99 included) over the quiet
+    rounds — those where other processes used at most NOISY_OTHER_PCT of a CPU — or over every
+    round when none was quiet. `rounds` and `quiet_rounds` say which."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for server, per_round in rounds.items():
         for wl in {w for r in per_round for w in r}:
             runs = [r[wl] for r in per_round if wl in r]
+            # Rounds that other processes disturbed are set aside when any quiet round exists.
+            quiet = [r for r in runs if (r.get("other_cpu_pct") or 0.0) <= NOISY_OTHER_PCT]
+            every, runs = runs, quiet or runs
             fig: dict[str, Any] = {f: median([r[f] for r in runs if r.get(f) is not None]) for f in FIGURES}
             for q in ("p50", "p99"):
                 fig[q] = median([r["latency_us"][q] for r in runs if q in r["latency_us"]])
             lags = [r["send_lag_us"]["p99"] for r in runs if r.get("send_lag_us")]
             fig["send_lag_p99"] = median(lags)
-            fig["rounds"] = len(runs)
-            fig["errors"] = [r["errors"] for r in runs if r["errors"]]
+            fig["rounds"] = len(every)
+            fig["quiet_rounds"] = len(quiet)
+            fig["errors"] = [r["errors"] for r in every if r["errors"]]
             out.setdefault(server, {})[wl] = fig
     return out
 
@@ -114,7 +120,7 @@ def table(
     lines = []
     head = (
         f"{'server':<14}{'req/s':>11}{'CPU µs/req':>12}{'srv CPU%':>10}{'gen CPU%':>10}"
-        f"{'other%':>8}{'p50 µs':>9}{'p99 µs':>9}  notes"
+        f"{'other%':>8}{'p50 µs':>10}{'p99 µs':>11}  notes"
     )
     for wl, what in workloads:
         lines += ["", f"{wl}: {what}", head]
@@ -122,14 +128,14 @@ def table(
             f = summary.get(s, {}).get(wl)
             if not f:
                 continue
-            notes = "errors" if f["errors"] else ""
+            notes = f"{f['quiet_rounds']}/{f['rounds']} quiet" + (", errors" if f["errors"] else "")
             lag = f.get("send_lag_p99")
             if lag is not None and lag > LAGGING_CLIENT_US:
-                notes += f" client lagged (send p99 +{lag / 1000:,.1f} ms)"
+                notes += f", client lagged (send p99 +{lag / 1000:,.1f} ms)"
             lines.append(
                 f"{s:<14}{_n(f['rps']):>11}{_n(f['cpu_us_per_req'], '.2f'):>12}"
                 f"{_n(f['server_cpu_pct']):>10}{_n(f['client_cpu_pct']):>10}"
-                f"{_n(f['other_cpu_pct']):>8}{_n(f['p50']):>9}{_n(f['p99']):>9}  {notes}"
+                f"{_n(f['other_cpu_pct']):>8}{_n(f['p50']):>10}{_n(f['p99']):>11}  {notes}"
             )
     lines += ["", "hitcount ÷ peer, req/s (CPU µs/request) — medians of this run"]
     peers = ("nginx", "null", "uvicorn", "node", "aiohttp")
@@ -162,20 +168,40 @@ def noise(summary: dict[str, Any]) -> float | None:
     )
 
 
+def render(results: dict[str, Any]) -> str:
+    """Fill in `results`' summary, ratios and targets from its rounds and accuracy check, and
+    return the terminal table (with a note when the machine was not idle)."""
+    summary = summarise(results["rounds"])
+    workloads = results["workloads"]
+    rat = ratios(summary, list(workloads))
+    tgts = targets(rat, results["accuracy"].get(HITCOUNT))
+    results.update(summary=summary, ratios=rat, targets=tgts)
+    blocks = [(name, f"{w['what']} ({w['connections']:,} connections)") for name, w in workloads.items()]
+    text = table(summary, blocks, list(results["servers"]), results["peak_rss_kib"], rat, tgts)
+    results["environment"]["median_other_cpu_pct"] = other = noise(summary)
+    if other is not None and other > NOISY_OTHER_PCT:
+        text += (
+            f"\n\nNOTE: the machine was not idle — a median {other:.0f}% of a CPU went to other "
+            "processes during the measurements; compare ratios, and rerun when it is quiet."
+        )
+    return text
+
+
 def write_json(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
-def write_chart(
-    path: Path,
-    title: str,
-    summary: dict[str, Any],
-    workloads: list[str],
-    servers: list[str],
-    rss: dict[str, int],
-) -> str | None:
+def write_chart(path: Path, results: dict[str, Any]) -> str | None:
     """A 2x2 PNG: req/s per workload, CPU µs/request per workload, p99 latency, peak RSS.
     Returns why it was not drawn (matplotlib missing), or None."""
+    summary, rss = results["summary"], results["peak_rss_kib"]
+    workloads, servers = list(results["workloads"]), list(results["servers"])
+    env = results["environment"]
+    title = (
+        f"hitcount bench, {results['profile']} profile, {env['date']}, {env['cpu']} ({env['cpus']} CPUs), "
+        f"kernel {env['kernel']}, Python {env['python']}; other processes: median "
+        f"{env.get('median_other_cpu_pct') or 0:.0f}% of a CPU"
+    )
     try:
         import matplotlib
 

@@ -9,6 +9,7 @@ bench.workloads and output to bench.report. Run as `python bench/run.py [--quick
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -41,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", help="comma-separated subset of the profile's workloads")
     p.add_argument("--repeat", type=int, help="rounds (default: the profile's)")
     p.add_argument("--out", type=Path, help="results directory (default bench/results/<time>)")
+    p.add_argument("--report", type=Path, help="re-render table and chart from a results.json; no run")
     p.add_argument(
         "--require-exact",
         action="store_true",
@@ -145,24 +147,9 @@ class Bench:
 
     def finish(self) -> int:
         """Table, results.json, chart.png, and the exit code."""
-        summary = report.summarise(self.rounds)
-        wls = [w.name for w in self.prof.workloads]
-        rat = report.ratios(summary, wls)
-        tgts = report.targets(rat, self.accuracy.get(report.HITCOUNT))
-        names = [s.name for s in self.active]
-        blocks = [(w.name, f"{w.what} ({w.connections:,} connections)") for w in self.prof.workloads]
-        text = report.table(summary, blocks, names, self.rss, rat, tgts)
         env = self.env
         env["load_average_after"] = machine.load_average()
-        env["median_other_cpu_pct"] = other = report.noise(summary)
         env["elapsed_s"] = round(time.monotonic() - self.started, 1)
-        if other is not None and other > report.NOISY_OTHER_PCT:
-            text += (
-                f"\n\nNOTE: the machine was not idle — a median {other:.0f}% of a CPU went "
-                "to other processes during the measurements; compare ratios, rerun when quiet."
-            )
-        say(text)
-        (self.out / "table.txt").write_text(text + "\n")
         results = {
             "environment": env,
             "profile": self.prof.name,
@@ -171,22 +158,11 @@ class Bench:
             "servers": {s.name: s.what for s in self.active},
             "skipped": self.skipped,
             "rounds": self.rounds,
-            "summary": summary,
             "peak_rss_kib": self.rss,
-            "ratios": rat,
-            "targets": tgts,
             "accuracy": self.accuracy,
             "failures": self.failures,
         }
-        report.write_json(self.out / "results.json", results)
-        title = (
-            f"hitcount bench, {self.prof.name} profile, {env['date']}, {env['cpu']} "
-            f"({env['cpus']} CPUs), kernel {env['kernel']}, Python {env['python']}"
-        )
-        why = report.write_chart(self.out / "chart.png", title, summary, wls, names, self.rss)
-        say(
-            f"\nwrote {self.out / 'results.json'}" + (f"; {why}" if why else f" and {self.out / 'chart.png'}")
-        )
+        write_outputs(self.out, results)
         say(
             f"elapsed {env['elapsed_s']} s; load average before {env['load_average_before']}, "
             f"after {env['load_average_after']}"
@@ -198,14 +174,26 @@ class Bench:
         return 4 if self.args.require_exact and acc and not acc["accuracy"]["exact"] else 0
 
 
+def write_outputs(out: Path, results: dict[str, Any]) -> None:
+    """Summarise `results` (adding summary, ratios and targets), print the table, and write
+    table.txt, results.json and chart.png into `out`."""
+    text = report.render(results)
+    say(text)
+    (out / "table.txt").write_text(text + "\n")
+    report.write_json(out / "results.json", results)
+    why = report.write_chart(out / "chart.png", results)
+    say(f"\nwrote {out / 'results.json'}" + (f"; {why}" if why else f" and {out / 'chart.png'}"))
+
+
 def run(args: argparse.Namespace) -> int:
     prof, specs = choose(args)
     nofile = machine.raise_nofile()
-    server_cpu, load_cpu, every_cpu = machine.cpu_plan()
+    plan = server_cpu, load_cpu, every_cpu = machine.cpu_plan()
+    env = machine.environment(plan)
     os.sched_setaffinity(0, {int(load_cpu)})  # keep the harness itself off the server's CPU
     out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    bench = Bench(args, prof, specs, out, server_cpu, load_cpu, every_cpu, machine.environment())
+    bench = Bench(args, prof, specs, out, server_cpu, load_cpu, every_cpu, env)
     say(
         f"bench: profile {prof.name}, {prof.repeat} round(s); server on CPU {server_cpu}, "
         f"load on CPU {load_cpu}; nofile {nofile}; results in {out}"
@@ -233,7 +221,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse(argv))
+    args = parse(argv)
+    if args.report:
+        write_outputs(args.report.parent, json.loads(args.report.read_text()))
+        return 0
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,23 @@ LISTEN_RE = re.compile(r"listening on http://[^:]+:(\d+)")
 
 
 def start_server(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    argv = [sys.executable, "-m", "hitcount", "--port", "0", "--workers", str(workers),
-            "--log-file", str(tmp / "combined.log"), "--error-log", str(tmp / "error.log"),
-            "--state-dir", str(tmp / "state"), "--server-id", f"bench-{workers}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "hitcount",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--log-file",
+        str(tmp / "combined.log"),
+        "--error-log",
+        str(tmp / "error.log"),
+        "--state-dir",
+        str(tmp / "state"),
+        "--server-id",
+        f"bench-{workers}",
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     assert proc.stderr is not None
@@ -93,13 +107,23 @@ def one_config(workers: int, seconds: float, connections: int, hits: int) -> dic
                 }
             time.sleep(2.5)  # no hits now: let the seconds holding wrk's last hits close
             before = sum(r["count"] for r in records(tmp / "combined.log"))
-            exact = run_exact(exact_argv(port, hits, connections, 4, out=tmp / "exact.json"),
-                              "0-1", 120.0, tmp / "exact.json")
+            exact = run_exact(
+                exact_argv(port, hits, connections, 4, out=tmp / "exact.json"),
+                "0-1",
+                120.0,
+                tmp / "exact.json",
+            )
         finally:
             code = stop_server(proc)
         emitted = sum(r["count"] for r in records(tmp / "combined.log")) - before
-        out["exact"] = {"hits": hits, "acked": exact.requests, "emitted": emitted,
-                        "equal": emitted == exact.requests, "rps": round(exact.rps), "exit": code}
+        out["exact"] = {
+            "hits": hits,
+            "acked": exact.requests,
+            "emitted": emitted,
+            "equal": emitted == exact.requests,
+            "rps": round(exact.rps),
+            "exit": code,
+        }
     return out
 
 
@@ -120,8 +144,11 @@ def slot_cost(n: int = 2_000_000) -> dict[str, float]:
         i_a, i_f = anon.counter(1).index, filed.counter(1).index
         env = {"p": plain, "va": anon.view, "vf": filed.view, "ia": i_a, "if_": i_f}
         best = {}
-        for name, stmt in (("plain_int", "p.n += 3"), ("slot_anonymous", "va[ia] += 3"),
-                           ("slot_file", "vf[if_] += 3")):
+        for name, stmt in (
+            ("plain_int", "p.n += 3"),
+            ("slot_anonymous", "va[ia] += 3"),
+            ("slot_file", "vf[if_] += 3"),
+        ):
             runs = timeit.repeat(stmt, globals=env, number=n, repeat=7)
             best[name] = round(min(runs) / n * 1e9, 2)
         filed.close()
@@ -130,8 +157,13 @@ def slot_cost(n: int = 2_000_000) -> dict[str, float]:
 
 
 def environment() -> dict[str, Any]:
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "cpus": os.cpu_count(), "cpu": _cpu_model(), "host": socket.gethostname()}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "host": socket.gethostname(),
+    }
 
 
 def _cpu_model() -> str:

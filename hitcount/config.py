@@ -38,6 +38,12 @@ RESTART_BACKOFF = (0.0, 0.25, 0.5, 1.0, 2.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
 
 # Write-buffer marks for backpressure: a client that pipelines without reading stops being read once
+# The replay memo (HitProtocol.data_received): how many distinct reads a loop remembers per second, and
+# the longest. 64 covers a sidecar's or a load balancer's few request shapes, pipelined or not; 4 KiB
+# covers 16 pipelined requests of ~250 bytes. Unique reads (e.g. ids in query strings) just miss.
+REPLAY_ENTRIES = 64
+REPLAY_MAX_READ = 4096
+
 # 64 KiB of answers wait for it (asyncio's own default high-water mark), and is read again below 16 KiB.
 WRITE_HIGH_WATER = 64 * 1024
 WRITE_LOW_WATER = 16 * 1024

@@ -133,7 +133,7 @@ class Server:
         assert self.site is not None
         while True:
             now = self._clock()
-            self.site.responses.refresh(now)
+            self.site.refresh(now)
             await asyncio.sleep(math.floor(now) + 1 - now + 0.0005)
 
 

@@ -43,6 +43,7 @@ class Site:
         "index",
         "connections",
         "draining",
+        "replay",
         "max_url",
         "max_head",
         "max_lines",
@@ -87,6 +88,10 @@ class Site:
         self.timeout_keep_alive = config.timeout_keep_alive
         self.keep_deadline = self.head_deadline = float("inf")
         self.refused: dict[str, int] = {}
+        # Reads already parsed by llhttp, from a connection at a request boundary to the next one,
+        # with no refusal and no close: the exact bytes -> (their answers joined, hits). See
+        # HitProtocol.data_received. Bounded; emptied whenever the answers change (Date, draining).
+        self.replay: dict[bytes, tuple[bytes, int]] = {}
         self._log = log
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,6 +124,11 @@ class Site:
         self._flush_refused()
         self._handle = loop.call_at(now + SWEEP_INTERVAL, self.sweep)
 
+    def refresh(self, now: float) -> None:
+        """Rebuild the answers for a new Date; cached reads carried the old one."""
+        self.responses.refresh(now)
+        self.replay.clear()
+
     def refuse(self, kind: str) -> None:
         """Tally one refused request or connection (logged by the next sweep, not now)."""
         self.refused[kind] = self.refused.get(kind, 0) + 1
@@ -147,5 +157,6 @@ class Site:
     def drain(self) -> None:
         """Shutdown: answer every request already received with `Connection: close`; close idle."""
         self.draining = True
+        self.replay.clear()  # from now on every answer says Connection: close: nothing cached holds
         for conn in list(self.connections):
             conn.drain()

@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hitcount.config import Config
 from hitcount.counter import Slots
@@ -162,3 +164,85 @@ def test_default_methods_put_is_405_with_allow() -> None:
     feed(proto, b"PUT /log HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
     out: Any = tr.writes[0]
     assert tr.statuses() == [405] and b"Allow: GET, HEAD\r\n" in out and slots.total() == 0
+
+
+def test_replay_memo_repeats_a_read_exactly() -> None:
+    proto, tr, slots = make()
+    for _ in range(5):
+        feed(proto, GET * 3)
+    assert proto._site.replay  # noqa: SLF001 - learnt after the first read
+    assert tr.statuses() == [204] * 15 and slots.total() == 15
+    assert len(set(tr.writes)) == 1  # the replayed answers are byte for byte the parsed ones
+
+
+def test_replay_memo_is_not_used_inside_a_request() -> None:
+    proto, tr, slots = make(("GET",))
+    feed(proto, GET, GET)  # learns GET
+    assert GET in proto._site.replay  # noqa: SLF001
+    # The same bytes as a PUT's body: must be read as body (one 405, no hit), not replayed as a GET.
+    feed(proto, b"PUT /log HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(GET), GET)
+    feed(proto, GET)
+    assert tr.statuses() == [204, 204, 405, 204] and slots.total() == 3
+
+
+def test_replay_memo_not_used_after_a_partial_method() -> None:
+    proto, tr, slots = make()
+    feed(proto, GET)
+    feed(proto, GET)  # replayed
+    feed(proto, b"GE", b"T /log HTTP/1.1\r\nHost: t\r\n\r\n", GET)
+    assert tr.statuses() == [204] * 4 and slots.total() == 4
+
+
+def test_replay_memo_cleared_when_draining_and_each_second() -> None:
+    proto, tr, slots = make()
+    feed(proto, GET, GET)
+    site = proto._site  # noqa: SLF001
+    site.refresh(1_700_000_001.0)
+    assert not site.replay
+    feed(proto, GET)
+    assert site.replay
+    feed(proto, GET[:10])  # a request in progress when the drain starts
+    site.drain()
+    assert not site.replay
+    feed(proto, GET[10:])  # answered with Connection: close, not from the memo
+    assert tr.writes[-1].endswith(b"Connection: close\r\n\r\n") and slots.total() == 4
+
+
+class _NoMemo(dict):  # type: ignore[type-arg]
+    """A replay memo that never learns (reports itself full)."""
+
+    def __len__(self) -> int:
+        return 1 << 30
+
+
+POOL = [
+    GET,
+    GET * 3,
+    b"HEAD /log HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /nope HTTP/1.1\r\n\r\n",
+    b"GE",
+    b"T /log HTTP/1.1\r\n",
+    b"Host: t\r\n\r\n",
+    b"\r\n",
+    b"PUT /log HTTP/1.1\r\nContent-Length: 30\r\n\r\n",
+    b"POST /log HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"3\r\nabc\r\n0\r\n\r\n",
+    b"GET /log HTTP/1.0\r\n\r\n",
+    b"GET /log HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET /log HTTP/2.0\r\n\r\n",
+    b"XX\r\n\r\n",
+]
+
+
+@given(st.lists(st.sampled_from(POOL), min_size=1, max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_replay_memo_changes_nothing(reads: list[bytes]) -> None:
+    """Differential: the same reads through a protocol with the memo and one without it."""
+    results = []
+    for memo in (True, False):
+        proto, tr, slots = make()
+        if not memo:
+            proto._site.replay = _NoMemo()  # noqa: SLF001
+        feed(proto, *reads)
+        results.append((b"".join(tr.writes), slots.total(), tr.closed))
+    assert results[0] == results[1]
