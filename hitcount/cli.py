@@ -216,6 +216,12 @@ def _add_operations(p: argparse.ArgumentParser) -> None:
         "own, or 'off' (%(default)s)",
     )
     a(
+        "--metrics-host",
+        default=_env("METRICS_HOST", ""),
+        help="address of --metrics-port, e.g. 0.0.0.0 for kubelet probes while hits stay on "
+        "127.0.0.1 (default: --host)",
+    )
+    a(
         "--shutdown-delay",
         type=_delay,
         default=_env("SHUTDOWN_DELAY", 0.0),
@@ -283,6 +289,7 @@ def parse(argv: Sequence[str] | None) -> Config:
             timeout_keep_alive=args.timeout_keep_alive,
             probes=args.metrics_port is not False,
             metrics_port=None if args.metrics_port is False else args.metrics_port,
+            metrics_host=args.metrics_host,
             shutdown_delay=args.shutdown_delay,
             log_level=args.log_level,
             log_format=args.log_format,
@@ -399,7 +406,7 @@ def _started(config: Config, port: int, server_id: str, metrics_port: int | None
     elif metrics_port is None:
         probes = "/livez /readyz /metrics on the same port"
     else:
-        probes = f"/livez /readyz /metrics on http://{config.host}:{metrics_port}"
+        probes = f"/livez /readyz /metrics on http://{config.metrics_host or config.host}:{metrics_port}"
     CONSOLE.say(
         f"{_version_line()} listening on http://{config.host}:{port}{config.path} "
         f"(server id {server_id}; {extra}records to {config.log_file}; {probes}; pid {os.getpid()})",

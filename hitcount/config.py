@@ -105,6 +105,7 @@ class Config:
     # Health and metrics: on the hit port (metrics_port None), on a port of their own, or off.
     probes: bool = True
     metrics_port: int | None = None
+    metrics_host: str = ""  # the address of the metrics port ("": --host)
     # Keep serving (and counting) this long after SIGTERM, with /readyz answering 503 (0: stop at once).
     shutdown_delay: float = 0.0
     log_level: str = "info"
@@ -143,7 +144,7 @@ class Config:
         if self.metrics_port is not None:
             if not 0 <= self.metrics_port <= 65535:
                 raise ValueError(f"metrics port out of range: {self.metrics_port}")
-            if self.metrics_port == self.port != 0:
+            if self.metrics_port == self.port != 0 and self.metrics_host in ("", self.host):
                 raise ValueError("the metrics port must differ from --port (or be left unset)")
         if not self.shutdown_delay >= 0:
             raise ValueError("shutdown-delay must be 0 or more seconds")

@@ -101,7 +101,10 @@ class ProbeServer:
         site.pages = self.probes.pages()
         site.start(loop)
         self._server = await loop.create_server(
-            lambda: HitProtocol(site), self.config.host, port, backlog=self.config.backlog
+            lambda: HitProtocol(site),
+            self.config.metrics_host or self.config.host,
+            port,
+            backlog=self.config.backlog,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._dates = loop.create_task(self._refresh_dates(site), name="hitcount-probe-dates")

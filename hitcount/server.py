@@ -111,7 +111,11 @@ class Server:
         self._server = await loop.create_server(lambda: HitProtocol(site), sock=self._sock)
         if self.config.probes and self.config.metrics_port is not None and self._ticking:
             self.probe_server = ProbeServer(self.config, self.probes, self._log)
-            await self.probe_server.start(self.config.metrics_port)
+            try:
+                await self.probe_server.start(self.config.metrics_port)
+            except OSError:
+                await self.stop(0)  # not half started: the hit port closes again
+                raise
         self._tasks = [
             loop.create_task(self._refresh_dates(), name="hitcount-dates"),
             loop.create_task(self._beat(), name="hitcount-heartbeat"),

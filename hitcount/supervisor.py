@@ -405,7 +405,8 @@ async def serve_workers(
         try:
             metrics_port = await sup.serve_probes()
         except OSError as exc:
-            say(f"cannot listen on {config.host}:{config.metrics_port} for metrics: {exc.strerror or exc}")
+            where = f"{config.metrics_host or config.host}:{config.metrics_port}"
+            say(f"cannot listen on {where} for metrics: {exc.strerror or exc}")
             await sup._stop_workers()
             assert sup.ticker is not None
             sup.ticker.finish()

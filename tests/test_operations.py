@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,6 +131,22 @@ def test_metrics_port_of_their_own(tmp_path: Path, workers: str) -> None:
     finally:
         assert p.stop() == 0
     assert sum(r["count"] for r in records(p.log)) == acked
+
+
+def test_metrics_host(tmp_path: Path) -> None:
+    # Hits on 127.0.0.1, probes on 127.0.0.2 (as a sidecar: hits on loopback, probes for the kubelet).
+    p = Proc(tmp_path, ["--metrics-port", "0", "--metrics-host", "127.0.0.2"]).start()
+    try:
+        (mport,) = [int(m.group(1)) for line in p.stderr_lines if (m := METRICS_RE.search(line))]
+        assert "http://127.0.0.2:" in "".join(p.stderr_lines)
+        with socket.create_connection(("127.0.0.2", mport), timeout=10) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+            (answer,), _ = read_responses(s, 1)
+            assert answer.status == 200
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", mport), timeout=10)
+    finally:
+        assert p.stop() == 0
 
 
 def test_probes_off(tmp_path: Path) -> None:
