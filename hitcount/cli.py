@@ -1,6 +1,7 @@
 """The `hitcount` command: flags (with HITCOUNT_* environment defaults) → Config → run → exit code.
 
-Owns: argument parsing, signal handling, the startup line, exit codes. Sits on top of `server`.
+Owns: argument parsing, the startup line, exit codes. Sits on top of `process` (one process: its
+signals and shutdown) and `supervisor` (workers).
 Must not: print a traceback for a user mistake: a bad flag is one line on stderr and exit 2, a port
 that cannot be bound is one line and exit 3.
 """
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,8 +26,11 @@ from .config import (
     DEFAULT_WORKER_HEALTHCHECK,
     Config,
 )
-from .counter import Slots, StateFileError
-from .records import Record
+from .console import Console
+from .counter import StateFileError
+from .metrics import BOARD_NAME, Board
+from .process import Files, bind_reason, report_gauges, serve_one
+from .records import LEVELS, Record
 from .server import Server
 from .sinks import JsonLinesSink
 from .sinks.tail import last_logged
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without a heartbeat before a worker is killed and replaced (%(default)s)",
     )
     _add_limits(p)
+    _add_operations(p)
     a("--version", action="version", version=_version_line())
     return p
 
@@ -184,6 +187,61 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     ):
         env = flag.upper().replace("-", "_")
         p.add_argument(f"--{flag}", type=kind, default=_env(env, default), help=f"{text} (%(default)s)")
+
+
+def _metrics_port(text: str) -> int | None | bool:
+    """`off` → False (no probes); a port number; `same` or empty → None (the hit port)."""
+    if text.lower() == "off":
+        return False
+    if text.lower() in ("", "same"):
+        return None
+    return _port(text)
+
+
+def _delay(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def _add_operations(p: argparse.ArgumentParser) -> None:
+    """Health, metrics, shutdown and logging flags (docs/operations.md)."""
+    a = p.add_argument
+    a(
+        "--metrics-port",
+        type=_metrics_port,
+        default=_env("METRICS_PORT", "same"),
+        help="where /livez, /readyz and /metrics are served: 'same' (the hit port), a port of their "
+        "own, or 'off' (%(default)s)",
+    )
+    a(
+        "--metrics-host",
+        default=_env("METRICS_HOST", ""),
+        help="address of --metrics-port, e.g. 0.0.0.0 for kubelet probes while hits stay on "
+        "127.0.0.1 (default: --host)",
+    )
+    a(
+        "--shutdown-delay",
+        type=_delay,
+        default=_env("SHUTDOWN_DELAY", 0.0),
+        help="on SIGTERM keep counting this many seconds with /readyz answering 503, then stop "
+        "(for sidecars whose app gets the same signal) (%(default)s)",
+    )
+    a(
+        "--log-level",
+        choices=c.LOG_LEVELS,
+        type=str.lower,
+        default=_env("LOG_LEVEL", "info"),
+        help="least severe event written to the error log and stderr (%(default)s)",
+    )
+    a(
+        "--log-format",
+        choices=c.LOG_FORMATS,
+        type=str.lower,
+        default=_env("LOG_FORMAT", "text"),
+        help="stderr lines as text or JSON lines; the error log is always JSON lines (%(default)s)",
+    )
 
 
 def _version_line() -> str:
@@ -229,13 +287,22 @@ def parse(argv: Sequence[str] | None) -> Config:
             limit_concurrency=args.limit_concurrency,
             timeout_header=args.timeout_header,
             timeout_keep_alive=args.timeout_keep_alive,
+            probes=args.metrics_port is not False,
+            metrics_port=None if args.metrics_port is False else args.metrics_port,
+            metrics_host=args.metrics_host,
+            shutdown_delay=args.shutdown_delay,
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _say(message: str) -> None:
-    print(f"hitcount: {message}", file=sys.stderr, flush=True)
+CONSOLE = Console()  # --log-level / --log-format set it in main()
+
+
+def _say(message: str, level: str = "error") -> None:
+    CONSOLE(message, level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _say(f"error: {exc} (see --help)")
         return EXIT_USAGE
+    CONSOLE.least, CONSOLE.fmt = LEVELS[config.log_level], config.log_format
     try:
         records = JsonLinesSink(config.log_file)
-        errors = JsonLinesSink(config.error_log, dash=sys.stderr)
+        errors = JsonLinesSink(config.error_log, dash=sys.stderr, level=config.log_level)
     except OSError as exc:
         _say(f"cannot open log file: {exc}")
         return EXIT_STARTUP
@@ -259,21 +327,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         state.acquire()
         slots = state.open_slots(config.workers)
+        board = Board.open(os.path.join(state.path, BOARD_NAME), config.workers + 1)
     except (StateLocked, StateFileError, OSError) as exc:
         _say(f"cannot use state directory: {exc}")
         records.close()
         errors.close()
         return EXIT_STARTUP
+    board.reset_gauges()  # a new run: no connections yet, not draining (counters carry on)
     try:
-        return _run(config, slots, records, errors)
+        return _run(config, Files(records, errors, slots, board))
     finally:
         records.close()
         errors.close()
         slots.close()
+        board.close()
         state.release()
 
 
-def _run(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink) -> int:
+def _run(config: Config, files: Files) -> int:
     try:
         import uvloop
 
@@ -282,53 +353,44 @@ def _run(config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLines
         runner = asyncio.run
     serve = _serve_workers if config.workers > 1 else _serve
     try:
-        return int(runner(_reporting(serve, config, slots, records, errors)))
+        return int(runner(_reporting(serve, config, files)))
     except KeyboardInterrupt:
         return EXIT_RUNTIME
 
 
-Serve = Callable[[Config, Slots, Callable[[Record], None], JsonLinesSink, JsonLinesSink], Any]
+Serve = Callable[[Config, Files, Callable[[Record], None]], Any]
 
 
-async def _reporting(
-    serve: Serve, config: Config, slots: Slots, records: JsonLinesSink, errors: JsonLinesSink
-) -> int:
+async def _reporting(serve: Serve, config: Config, files: Files) -> int:
     """Run `serve` with every record also going to --report-to, if set; the backlog is persisted at exit."""
     try:
-        reporter = _reporter(config, errors)
+        reporter = _reporter(config, files.errors)
     except (OSError, ValueError) as exc:
         _say(f"cannot report to {config.report_to}: {exc}")
         return EXIT_STARTUP
     if reporter is None:
-        return int(await serve(config, slots, records, records, errors))
+        return int(await serve(config, files, files.records))
     reporter.start()
+    gauges = asyncio.get_running_loop().create_task(report_gauges(reporter, files.board))
     try:
-        return int(await serve(config, slots, _both(records, reporter), records, errors))
+        return int(await serve(config, files, _both(files.records, reporter)))
     finally:
+        gauges.cancel()
         await reporter.aclose(config.timeout_graceful_shutdown)
 
 
-async def _serve_workers(
-    config: Config,
-    slots: Slots,
-    emit: Callable[[Record], None],
-    records: JsonLinesSink,
-    errors: JsonLinesSink,
-) -> int:
-    def reopen() -> None:
-        records.reopen()
-        errors.reopen()
-
-    def started(port: int, server_id: str) -> None:
-        _started(config, port, server_id, f"{config.workers} workers; ")
+async def _serve_workers(config: Config, files: Files, emit: Callable[[Record], None]) -> int:
+    def started(port: int, server_id: str, metrics_port: int | None) -> None:
+        _started(config, port, server_id, metrics_port, f"{config.workers} workers; ")
 
     return await serve_workers(
         config,
-        slots,
+        files.slots,
+        files.board,
         emit,
-        errors,
+        files.errors,
         _say,
-        reopen,
+        files.reopen,
         started,
         _last_logged(config),
     )
@@ -338,52 +400,33 @@ def _last_logged(config: Config) -> Callable[[str], int | None]:
     return lambda server: last_logged(config.log_file, server)
 
 
-def _started(config: Config, port: int, server_id: str, extra: str = "") -> None:
-    _say(
+def _started(config: Config, port: int, server_id: str, metrics_port: int | None, extra: str = "") -> None:
+    if not config.probes:
+        probes = "probes off"
+    elif metrics_port is None:
+        probes = "/livez /readyz /metrics on the same port"
+    else:
+        probes = f"/livez /readyz /metrics on http://{config.metrics_host or config.host}:{metrics_port}"
+    CONSOLE.say(
         f"{_version_line()} listening on http://{config.host}:{port}{config.path} "
-        f"(server id {server_id}; {extra}records to {config.log_file}; pid {os.getpid()})"
+        f"(server id {server_id}; {extra}records to {config.log_file}; {probes}; pid {os.getpid()})",
+        "info",
+        "started",
+        host=config.host,
+        port=port,
+        workers=config.workers,
+        version=__version__,
+        metrics_port=metrics_port if metrics_port is not None else port if config.probes else None,
+        pid=os.getpid(),
     )
 
 
-async def _serve(
-    config: Config,
-    slots: Slots,
-    emit: Callable[[Record], None],
-    records: JsonLinesSink,
-    errors: JsonLinesSink,
-) -> int:
-    loop = asyncio.get_running_loop()
-    server = Server(config, emit, errors, slots=slots, last_logged=_last_logged(config))
-    try:
-        await server.start()
-    except OSError as exc:
-        _say(f"cannot listen on {config.host}:{config.port}: {_bind_reason(exc)}")
-        return EXIT_STARTUP
-    stop = asyncio.Event()
-    interrupts = 0
+async def _serve(config: Config, files: Files, emit: Callable[[Record], None]) -> int:
+    def started(server: Server) -> None:
+        ps = server.probe_server
+        _started(config, server.port, server.server_id, ps.port if ps else None)
 
-    def on_interrupt() -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:  # a second Ctrl-C: stop now, as uvicorn and gunicorn do
-            _say("second interrupt: exiting at once")
-            os._exit(EXIT_RUNTIME)
-        stop.set()
-
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
-
-    def reopen() -> None:
-        records.reopen()
-        errors.reopen()
-
-    for sig in (signal.SIGHUP, signal.SIGUSR1):
-        loop.add_signal_handler(sig, reopen)
-    _started(config, server.port, server.server_id)
-    await stop.wait()
-    _say("stopping: answering open requests and writing the last second")
-    await server.stop()
-    return EXIT_OK
+    return await serve_one(config, files, emit, CONSOLE, started, _last_logged(config))
 
 
 def _reporter(config: Config, errors: JsonLinesSink) -> ReportSink | None:
@@ -407,11 +450,4 @@ def _both(first: Callable[[Record], None], second: Callable[[Record], None]) -> 
     return emit
 
 
-def _bind_reason(exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return "address already in use (is another server running on this port?)"
-    if exc.errno == errno.EACCES:
-        return "permission denied (ports below 1024 need privileges)"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return "address not available on this machine"
-    return exc.strerror or str(exc)
+_bind_reason = bind_reason  # the aggregator's CLI words bind failures the same way

@@ -74,6 +74,14 @@ LINGER_BYTES = 64 * 1024
 # period late; that buys one float store per read instead of a timer per connection or request.
 SWEEP_INTERVAL = 1.0
 
+# --- Operations (docs/operations.md).
+# The health and metrics routes. Exact matches, answered only for GET/HEAD, never on the hit path;
+# --path may not be one of them while they share its port.
+PROBE_PATHS = ("/livez", "/readyz", "/metrics")
+# Levels of --log-level, lowest first (the same names as records.LEVELS, which filters by them).
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -100,6 +108,14 @@ class Config:
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     timeout_header: float = DEFAULT_TIMEOUT_HEADER
     timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
+    # Health and metrics: on the hit port (metrics_port None), on a port of their own, or off.
+    probes: bool = True
+    metrics_port: int | None = None
+    metrics_host: str = ""  # the address of the metrics port ("": --host)
+    # Keep serving (and counting) this long after SIGTERM, with /readyz answering 503 (0: stop at once).
+    shutdown_delay: float = 0.0
+    log_level: str = "info"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -115,6 +131,7 @@ class Config:
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1: {self.workers}")
         self._check_limits()
+        self._check_operations()
 
     def _check_limits(self) -> None:
         if not 64 <= self.limit_max_url <= self.limit_max_head:
@@ -123,6 +140,24 @@ class Config:
             raise ValueError("limit-max-headers must be >= 1, limit-max-body and limit-concurrency >= 0")
         if not (self.timeout_header > 0 and self.timeout_keep_alive > 0):
             raise ValueError("timeouts must be positive")
+
+    def _check_operations(self) -> None:
+        if self.probes and self.metrics_port is None and self.path in PROBE_PATHS:
+            raise ValueError(
+                f"path {self.path} is a health/metrics route; move those with --metrics-port or "
+                "turn them off with --metrics-port off"
+            )
+        if self.metrics_port is not None:
+            if not 0 <= self.metrics_port <= 65535:
+                raise ValueError(f"metrics port out of range: {self.metrics_port}")
+            if self.metrics_port == self.port != 0 and self.metrics_host in ("", self.host):
+                raise ValueError("the metrics port must differ from --port (or be left unset)")
+        if not self.shutdown_delay >= 0:
+            raise ValueError("shutdown-delay must be 0 or more seconds")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}: {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be text or json: {self.log_format!r}")
 
     def with_port(self, port: int) -> Config:
         """The same settings bound to `port` (used once port 0 has been resolved)."""

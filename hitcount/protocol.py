@@ -190,6 +190,9 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
             if self._method in site.counted:
                 self.hits += 1
             self.out.append(r.hit[close])
+        elif url in site.pages:  # /livez, /readyz, /metrics (probes.py): never on the hit path
+            self.out.append(site.pages[url](r.date, self._method == b"HEAD", close))
+            self._clean = False  # a page's answer changes with the state it reports: never replay it
         elif self._method == b"HEAD":
             self.out.append(r.not_found_head[close])
         else:

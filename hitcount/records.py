@@ -65,6 +65,10 @@ class Event:
         }
 
 
+# Event levels by severity (--log-level names them; config.LOG_LEVELS lists the same names).
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
 def to_line(item: Record | Event) -> str:
     """The JSON-lines form: one object, no spaces, one trailing newline."""
     return json.dumps(item.as_dict(), separators=(",", ":")) + "\n"

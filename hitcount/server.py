@@ -1,7 +1,8 @@
 """One event loop's worth of hitcount: listen, count, tick, stop gracefully.
 
 Owns: `Server` (bind, serve, drain, final record), `listen_socket` and `serve()` for embedding. Wires
-`protocol`, `counter`, `ledger`/`ticker` and the sinks passed in. Imports only our lower layers.
+`protocol`, `counter`, `ledger`/`ticker`, `metrics`/`probes` and the sinks passed in. Imports only our
+lower layers.
 The same class is a worker (`ticking=False`: counts into its slot of shared Slots, the supervisor ticks).
 Must not: install signal handlers, call sys.exit or configure logging; that is the CLI's job.
 """
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from .config import HEARTBEAT_INTERVAL, Config
 from .counter import Slots
 from .ledger import LastLogged, open_ticker
+from .metrics import CONNECTIONS, RECORDS, Board, observing
+from .probes import Probes, ProbeServer
 from .protocol import HitProtocol, Site
 from .records import Event, Record
 from .ticker import Ticker
@@ -36,6 +39,12 @@ class Server:
 
     `slots` (default: anonymous, one slot) and `index` say where hits are counted; pass file-backed
     Slots to make counts and the emitted state survive a crash. `sock` is an already bound socket.
+    `board` holds the operational metrics (default: anonymous); this process writes its row: 0 when
+    ticking, `index + 1` as a worker.
+
+    Health and metrics (`/livez`, `/readyz`, `/metrics`) are answered on the hit port, or, with
+    `config.metrics_port` set, on a listener of their own started by the ticking server (a worker
+    leaves that to its supervisor).
     """
 
     def __init__(
@@ -50,10 +59,13 @@ class Server:
         ticking: bool = True,
         sock: socket.socket | None = None,
         last_logged: LastLogged | None = None,
+        board: Board | None = None,
     ) -> None:
         self.config = config
+        self.row = 0 if ticking else index + 1
+        self.board = board if board is not None else Board.anonymous(self.row + 1)
         self._emit = emit
-        self._log = log
+        self._log = observing(self.board, self.row, log)
         self._clock = clock
         self.slots = slots if slots is not None else Slots.anonymous(1)
         self.index = index
@@ -66,6 +78,8 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = config.port
         self.server_id = ""
+        self.probe_server: ProbeServer | None = None
+        self.probes = Probes(self.board, self.slots, config.workers, self._ready, self._publish)
 
     @property
     def total(self) -> int:
@@ -76,6 +90,10 @@ class Server:
         loop = asyncio.get_running_loop()
         self.site = Site(self.config, self.slots.counter(self.index), self._clock(), self._log)
         site = self.site
+        board, row = self.board, self.row
+        site.on_refuse = lambda kind: board.refuse(row, kind)
+        if self.config.probes and self.config.metrics_port is None:
+            site.pages = self.probes.pages()
         site.start(loop)  # the one deadline sweep of this loop (timeouts, refusal log lines)
         if self._sock is None:
             self._sock = listen_socket(self.config, reuse_port=False)
@@ -85,12 +103,19 @@ class Server:
             self.ticker = open_ticker(
                 self.slots,
                 self.server_id,
-                self._emit,
+                self._counted,
                 self._log,
                 clock=self._clock,
                 last_logged=self._last_logged,
             )
         self._server = await loop.create_server(lambda: HitProtocol(site), sock=self._sock)
+        if self.config.probes and self.config.metrics_port is not None and self._ticking:
+            self.probe_server = ProbeServer(self.config, self.probes, self._log)
+            try:
+                await self.probe_server.start(self.config.metrics_port)
+            except OSError:
+                await self.stop(0)  # not half started: the hit port closes again
+                raise
         self._tasks = [
             loop.create_task(self._refresh_dates(), name="hitcount-dates"),
             loop.create_task(self._beat(), name="hitcount-heartbeat"),
@@ -121,12 +146,32 @@ class Server:
         if self.ticker is not None:
             self.ticker.finish()
         self._server = None
+        self._publish()
+        if self.probe_server is not None:
+            await self.probe_server.stop()
+
+    def unready(self) -> None:
+        """/readyz answers 503 from now on (in every process of this server), while hits still count:
+        the start of --shutdown-delay."""
+        self.board.drain()
+
+    def _ready(self) -> bool:
+        return self._server is not None and not self.board.draining
+
+    def _publish(self) -> None:
+        """This process's own gauges onto its row of the board."""
+        self.board.set(self.row, CONNECTIONS, len(self.site.connections) if self.site else 0)
+
+    def _counted(self, record: Record) -> None:
+        self.board.add(self.row, RECORDS)
+        self._emit(record)
 
     async def _beat(self) -> None:
         """The heartbeat, written from this loop: proof that it turns, and the time of its last turn
         (crash recovery spreads unemitted hits up to it)."""
         while True:
             self.slots.beat(self.index, self._clock())
+            self._publish()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _refresh_dates(self) -> None:

@@ -17,7 +17,10 @@ from typing import Any, Protocol
 from .config import SWEEP_INTERVAL, Config
 from .counter import Counter
 from .records import Event
-from .responses import Responses
+from .responses import Responses, build
+
+# A page answers a health/metrics route: (Date header value, HEAD?, close?) -> the whole answer.
+Page = Callable[[bytes, bool, bool], bytes]
 
 
 class Conn(Protocol):
@@ -56,6 +59,8 @@ class Site:
         "keep_deadline",
         "head_deadline",
         "refused",
+        "pages",
+        "on_refuse",
         "_log",
         "_handle",
         "_loop",
@@ -92,6 +97,10 @@ class Site:
         # with no refusal and no close: the exact bytes -> (their answers joined, hits). See
         # HitProtocol.data_received. Bounded; emptied whenever the answers change (Date, draining).
         self.replay: dict[bytes, tuple[bytes, int]] = {}
+        # Health/metrics routes (probes.py): exact target -> page(date, head, close) -> answer bytes.
+        # Looked up only for targets that are not the hit path.
+        self.pages: dict[bytes, Page] = {}
+        self.on_refuse: Callable[[str], None] | None = None  # the metrics tally, per refusal
         self._log = log
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +141,8 @@ class Site:
     def refuse(self, kind: str) -> None:
         """Tally one refused request or connection (logged by the next sweep, not now)."""
         self.refused[kind] = self.refused.get(kind, 0) + 1
+        if self.on_refuse is not None:
+            self.on_refuse(kind)
 
     def _flush_refused(self) -> None:
         if not self.refused:
@@ -152,6 +163,14 @@ class Site:
             if method in self.counted:
                 return r.hit, True
             return (r.hit if method == b"HEAD" else r.not_allowed), False
+        page = self.pages.get(url)
+        if page is not None:
+            if method == b"GET" or method == b"HEAD":
+                head = method == b"HEAD"
+                return (page(r.date, head, False), page(r.date, head, True)), False
+            na = b"405 Method Not Allowed\n"
+            allow = b"Allow: GET, HEAD\r\n"
+            return (build(405, r.date, True, na, allow), build(405, r.date, False, na, allow)), False
         return (r.not_found_head if method == b"HEAD" else r.not_found), False
 
     def drain(self) -> None:

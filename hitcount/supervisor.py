@@ -1,8 +1,9 @@
 """The supervisor: N worker processes, their heartbeats and restarts, signals, and the one ticker.
 
-Owns: `Supervisor` (resolve the port once, start workers, watch them, restart with backoff, stop them
-gracefully) and `run`. Ticks with the same `ledger.open_ticker` over the same `Slots` as one process.
-Imports our lower layers, `worker` (for its spec) and `state`. Signal handlers only queue; the loop acts.
+Owns: `Supervisor` (resolve the port once, start workers, watch them, restart with backoff, forward
+SIGHUP, hold readiness through --shutdown-delay, stop them gracefully, serve --metrics-port) and `run`.
+Ticks with the same `ledger.open_ticker` over the same `Slots` as one process. Imports our lower
+layers, `worker` (for its spec) and `state`. Signal handlers only queue; the loop acts.
 Must not: count hits itself or emit anything but the ticker's records and its own events.
 """
 
@@ -28,6 +29,8 @@ from .config import (
 )
 from .counter import READY, Slots
 from .ledger import LastLogged, open_ticker
+from .metrics import BOARD_NAME, RECORDS, Board, observing
+from .probes import Probes, ProbeServer
 from .records import Event, Record
 from .server import listen_socket
 from .ticker import Ticker
@@ -61,14 +64,16 @@ class Supervisor:
         slots: Slots,
         emit: Callable[[Record], None],
         log: Callable[[Event], None],
-        say: Callable[[str], None],
+        say: Callable[..., None],
         reopen: Callable[[], None],
         last_logged: LastLogged | None = None,
+        board: Board | None = None,
     ) -> None:
         self.config = config
         self.slots = slots
+        self.board = board if board is not None else Board.anonymous(config.workers + 1)
         self._emit = emit
-        self._log = log
+        self._log = observing(self.board, 0, log)
         self._say = say
         self._reopen = reopen
         self._last_logged = last_logged
@@ -78,6 +83,8 @@ class Supervisor:
         self._holder: socket.socket | None = None
         self.ticker: Ticker | None = None
         self.deaths: deque[float] = deque()
+        self.probe_server: ProbeServer | None = None
+        self._board_path = board_path(slots) if board is not None else ""
 
     # --- startup ---------------------------------------------------------------------------------
 
@@ -114,7 +121,9 @@ class Supervisor:
 
     async def boot(self, server_id: str) -> str | None:
         """Resume the ledger, start every worker and wait until all are ready. Returns an error or None."""
-        self.ticker = open_ticker(self.slots, server_id, self._emit, self._log, last_logged=self._last_logged)
+        self.ticker = open_ticker(
+            self.slots, server_id, self._counted, self._log, last_logged=self._last_logged
+        )
         for w in self.workers:
             self._spawn(w)
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
@@ -131,9 +140,24 @@ class Supervisor:
             await asyncio.sleep(STOP_POLL)
         return None
 
+    def _counted(self, record: Record) -> None:
+        self.board.add(0, RECORDS)
+        self._emit(record)
+
+    async def serve_probes(self) -> int | None:
+        """With --metrics-port, serve /livez, /readyz and /metrics (summed over workers) from here."""
+        if not self.config.probes or self.config.metrics_port is None:
+            return None
+        probes = Probes(self.board, self.slots, self.config.workers, self._ready)
+        self.probe_server = ProbeServer(self.config, probes, self._log)
+        return await self.probe_server.start(self.config.metrics_port)
+
+    def _ready(self) -> bool:
+        return not self.board.draining and any(w.ready and w.popen is not None for w in self.workers)
+
     def _spawn(self, w: Worker) -> None:
         w.generation += 1
-        spec = spec_for(self.config, self.slots.path, w.index, w.generation, self._fd)
+        spec = spec_for(self.config, self.slots.path, w.index, w.generation, self._fd, self._board_path)
         w.popen = subprocess.Popen(
             [sys.executable, "-m", "hitcount.worker", spec],
             stdin=subprocess.DEVNULL,
@@ -174,19 +198,57 @@ class Supervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
         forced = await self._stop_workers()
         self.ticker.finish()  # killed workers' counted hits are in their slots: still emitted
+        if self.probe_server is not None:
+            await self.probe_server.stop()
         return EXIT_RUNTIME if forced else code
 
     async def _dispatch(self) -> int:
         while True:
             command = await self.queue.get()
             if command == "HUP":
-                self._reopen()
+                self._hup()
             elif command in ("TERM", "INT"):
-                self._say("stopping: answering open requests and writing the last second")
+                await self._delay()
+                self._say("stopping: answering open requests and writing the last second", "info")
                 return EXIT_OK
             elif command.startswith("fatal:"):
                 self._say(command[len("fatal:") :])
                 return EXIT_RUNTIME
+
+    def _hup(self) -> None:
+        """Reopen our logs and have every worker reopen its error log (they append to the same file)."""
+        self._reopen()
+        for w in self.workers:
+            # Only ready workers: one still starting may not handle SIGHUP yet (it would die of it);
+            # it opens the log afresh anyway.
+            if w.ready and w.popen is not None and w.popen.poll() is None:
+                w.popen.send_signal(signal.SIGHUP)
+
+    async def _delay(self) -> None:
+        """--shutdown-delay: /readyz answers 503 in every process at once (one word on the board the
+        workers read), while the workers keep counting; a second SIGTERM/SIGINT ends the wait."""
+        delay = self.config.shutdown_delay
+        if delay <= 0:
+            return
+        self.board.drain()
+        self._say(
+            f"draining: /readyz answers 503; still counting for {delay:g} s "
+            "(SIGTERM or SIGINT again to stop now)",
+            "info",
+        )
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                command = await asyncio.wait_for(self.queue.get(), left)
+            except asyncio.TimeoutError:
+                return
+            if command == "HUP":
+                self._hup()
+            elif command in ("TERM", "INT"):
+                return
+            elif command.startswith("fatal:"):
+                self.queue.put_nowait(command)  # the stop goes on; the crash loop is reported below
+                return
 
     async def _watch(self) -> None:
         while True:
@@ -278,7 +340,7 @@ class Supervisor:
     def _interrupted_again(self) -> bool:
         while not self.queue.empty():
             if self.queue.get_nowait() == "INT":
-                self._say("second interrupt: killing workers")
+                self._say("second interrupt: killing workers", "warning")
                 return True
         return False
 
@@ -289,6 +351,11 @@ class Supervisor:
                 w.popen.wait()
         if self._holder is not None:
             self._holder.close()
+
+
+def board_path(slots: Slots) -> str:
+    """The board file beside the slots file (metrics.BOARD_NAME), as the CLI opens it."""
+    return os.path.join(os.path.dirname(slots.path), BOARD_NAME) if slots.path else ""
 
 
 def _how(rc: int) -> str:
@@ -307,15 +374,16 @@ def _event(level: str, name: str, message: str, **fields: object) -> Event:
 async def serve_workers(
     config: Config,
     slots: Slots,
+    board: Board,
     emit: Callable[[Record], None],
     log: Callable[[Event], None],
-    say: Callable[[str], None],
+    say: Callable[..., None],
     reopen: Callable[[], None],
-    started: Callable[[int, str], None],
+    started: Callable[[int, str, int | None], None],
     last_logged: LastLogged | None,
 ) -> int:
     """The whole multi-worker server: bind, boot, serve until a stop, and the exit code."""
-    sup = Supervisor(config, slots, emit, log, say, reopen, last_logged)
+    sup = Supervisor(config, slots, emit, log, say, reopen, last_logged, board)
     try:
         try:
             port = sup.bind()
@@ -334,7 +402,16 @@ async def serve_workers(
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             name = "HUP" if sig == signal.SIGUSR1 else sig.name[3:]
             loop.add_signal_handler(sig, sup.queue.put_nowait, name)
-        started(port, server_id)
+        try:
+            metrics_port = await sup.serve_probes()
+        except OSError as exc:
+            where = f"{config.metrics_host or config.host}:{config.metrics_port}"
+            say(f"cannot listen on {where} for metrics: {exc.strerror or exc}")
+            await sup._stop_workers()
+            assert sup.ticker is not None
+            sup.ticker.finish()
+            return EXIT_STARTUP
+        started(port, server_id, metrics_port)
         return await sup.run()
     finally:
         sup.close()

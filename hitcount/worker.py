@@ -1,9 +1,10 @@
 """One worker process: a non-ticking `Server` counting into its slot of the shared state file.
 
 Owns: the worker's entry point (`python -m hitcount.worker SPEC`, started only by the supervisor), its
-listening socket (its own SO_REUSEPORT socket, or the inherited one), readiness, and leaving when its
-supervisor is gone. Imports `config`, `counter`, `server`, `state`.
-Must not: emit records or write logs (the supervisor does both); it answers SIGTERM by draining.
+listening socket (its own SO_REUSEPORT socket, or the inherited one), readiness, its error-log events
+(appended to the supervisor's --error-log; reopened on SIGHUP/SIGUSR1), and leaving when its
+supervisor is gone. Imports `config`, `counter`, `metrics`, `server`, `sinks`, `state`.
+Must not: emit records (the supervisor ticks); it answers SIGTERM by draining.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from typing import Any
 
 from .config import HEARTBEAT_INTERVAL, Config
 from .counter import READY, STOPPING, Slots
-from .records import Event, Record, to_line
+from .metrics import Board
+from .process import reopened
+from .records import Event, Record
 from .server import Server, listen_socket
+from .sinks import JsonLinesSink
 from .state import hold_shared
 
 EXIT_BIND = 3
@@ -32,12 +36,13 @@ STUCK_ENV = "HITCOUNT_TEST_STUCK"
 EXIT_ENV = "HITCOUNT_TEST_WORKER_EXIT"
 
 
-def spec_for(config: Config, slots_path: str, index: int, generation: int, fd: int) -> str:
-    """The one command-line argument a worker is started with."""
+def spec_for(config: Config, slots_path: str, index: int, generation: int, fd: int, board: str = "") -> str:
+    """The one command-line argument a worker is started with (`board`: the metrics file, or "")."""
     return json.dumps(
         {
             "config": dataclasses.asdict(config),
             "slots": slots_path,
+            "board": board,
             "index": index,
             "generation": generation,
             "fd": fd,
@@ -52,8 +57,22 @@ def _config(d: dict[str, Any]) -> Config:
     return Config(**d)
 
 
-def _event(item: Record | Event) -> None:
-    sys.stderr.write(to_line(item))
+class Events:
+    """The worker's error-log events: JSON lines appended (O_APPEND) to the supervisor's --error-log.
+    Each line is one write(2), so lines of several processes never interleave within a line."""
+
+    def __init__(self, config: Config, index: int) -> None:
+        self.sink = JsonLinesSink(config.error_log, dash=sys.stderr, level=config.log_level)
+        self.index = index
+
+    def __call__(self, item: Record | Event) -> None:
+        if isinstance(item, Event):
+            item = dataclasses.replace(item, fields={**item.fields, "worker": self.index})
+        self.sink(item)
+
+    def reopen(self) -> None:
+        self.sink.reopen()
+        self.sink(reopened(f"worker {self.index}", worker=self.index))
 
 
 def main(argv: list[str]) -> int:
@@ -63,6 +82,8 @@ def main(argv: list[str]) -> int:
     config = _config(spec["config"])
     index, generation = int(spec["index"]), int(spec["generation"])
     slots = Slots.open(spec["slots"])
+    board = Board.open(spec["board"]) if spec.get("board") else Board.anonymous(index + 2)
+    board.reset_gauges(index + 1)  # this row's gauges were its predecessor's
     hold_shared(slots)
     slots.claim(index, os.getpid(), generation)
     try:
@@ -78,20 +99,27 @@ def main(argv: list[str]) -> int:
     try:
         import uvloop
 
-        return int(uvloop.run(_serve(config, slots, index, generation, sock, int(spec["parent"]))))
+        runner: Any = uvloop.run
     except ImportError:
-        return int(asyncio.run(_serve(config, slots, index, generation, sock, int(spec["parent"]))))
+        runner = asyncio.run
+    events = Events(config, index)
+    try:
+        server = Server(
+            config, events, events, slots=slots, index=index, ticking=False, sock=sock, board=board
+        )
+        return int(runner(_serve(server, events, generation, int(spec["parent"]))))
+    finally:
+        events.sink.close()
 
 
-async def _serve(
-    config: Config, slots: Slots, index: int, generation: int, sock: socket.socket, parent: int
-) -> int:
+async def _serve(server: Server, events: Events, generation: int, parent: int) -> int:
     loop = asyncio.get_running_loop()
-    server = Server(config, _event, _event, slots=slots, index=index, ticking=False, sock=sock)
+    slots, index = server.slots, server.index
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which tells us
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):  # forwarded by the supervisor (logrotate)
+        loop.add_signal_handler(sig, events.reopen)
     await server.start()
     slots.set_state(index, READY)
     _maybe_stuck(loop, index, generation)

@@ -246,3 +246,18 @@ def test_replay_memo_changes_nothing(reads: list[bytes]) -> None:
         feed(proto, *reads)
         results.append((b"".join(tr.writes), slots.total(), tr.closed))
     assert results[0] == results[1]
+
+
+def test_pages_are_never_replayed() -> None:
+    proto, tr, slots = make()
+    served = []
+
+    def page(date: bytes, head: bool, close: bool) -> bytes:
+        served.append(1)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(len(served))), len(served))
+
+    proto._site.pages[b"/state"] = page  # noqa: SLF001
+    req = b"GET /state HTTP/1.1\r\nHost: t\r\n\r\n"
+    feed(proto, req, req, req + GET, req + GET)
+    assert len(served) == 4 and tr.writes[1].endswith(b"\r\n\r\n2")
+    assert slots.total() == 2

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import IO
 
-from ..records import Event, Record, to_line
+from ..records import LEVELS, Event, Record, to_line
 
 _REOPEN = object()
 _STOP = object()
@@ -106,12 +106,16 @@ class LineWriter:
 
 
 class JsonLinesSink:
-    """Records or events as JSON lines through a `LineWriter` (`-` is stdout, or `dash`)."""
+    """Records or events as JSON lines through a `LineWriter` (`-` is stdout, or `dash`).
+    Events below `level` (--log-level) are dropped."""
 
-    def __init__(self, path: str, dash: IO[str] | None = None) -> None:
+    def __init__(self, path: str, dash: IO[str] | None = None, level: str = "debug") -> None:
         self.writer = LineWriter(path, dash)
+        self._least = LEVELS[level]
 
     def __call__(self, item: Record | Event) -> None:
+        if isinstance(item, Event) and LEVELS.get(item.level, 40) < self._least:
+            return
         self.writer.write(to_line(item))
 
     def reopen(self) -> None:

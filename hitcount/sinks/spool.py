@@ -76,6 +76,10 @@ class Spool:
     def pending(self) -> bool:
         return self._size() > self._offset()
 
+    def backlog_bytes(self) -> int:
+        """Bytes of unsent lines on disk (for the hitcount_report_spool_bytes gauge)."""
+        return max(self._size() - self._offset(), 0)
+
     def _offset(self) -> int:
         try:
             return int(self.offset_path.read_text().strip() or 0)
