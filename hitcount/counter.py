@@ -29,7 +29,7 @@ H_ID = H_RING + 3 * RING  # the server id: its length in bytes, then the bytes
 ID_BYTES = (HEADER_WORDS - H_ID - 1) * WORD
 
 # Slot words (relative to the slot's first word).
-S_TOTAL, S_BEATS, S_BEAT_MS, S_PID, S_GEN, S_STATE = range(6)
+S_TOTAL, S_BEATS, S_BEAT_MS, S_PID, S_GEN, S_STATE, S_MARK_TS, S_MARK_TOTAL = range(8)
 # Slot states, written by the worker that owns the slot.
 EMPTY, STARTING, READY, STOPPING = range(4)
 
@@ -127,6 +127,29 @@ class Slots:
     def total(self) -> int:
         """The sum over all slots: every hit counted so far."""
         return sum(self.view[HEADER_WORDS::SLOT_WORDS])
+
+    def mark(self, index: int, ts: int) -> None:
+        """Slot `index`'s total as second `ts` begins, taken by its own loop just after the boundary.
+        Written ts=0, total, ts, so a reader that sees the same ts before and after the total has a
+        consistent pair."""
+        b = self.base(index)
+        self.view[b + S_MARK_TS] = 0
+        self.view[b + S_MARK_TOTAL] = self.view[b + S_TOTAL]
+        self.view[b + S_MARK_TS] = ts
+
+    def total_at(self, ts: int) -> int:
+        """Every hit counted before second `ts` began, as far as the slots can tell: each slot's mark
+        for `ts` where its loop has written one, else its live total (a slot that never marks, e.g. an
+        embedded server's, or a worker that is late or stuck). Lets another process close a second
+        by the workers' own clocks, not by when it happened to wake."""
+        view = self.view
+        total = 0
+        for i in range(len(self)):
+            b = self.base(i)
+            first = view[b + S_MARK_TS]
+            value = view[b + S_MARK_TOTAL]
+            total += value if first == ts and view[b + S_MARK_TS] == ts else view[b + S_TOTAL]
+        return total
 
     def counter(self, index: int) -> Counter:
         """The writer handle of slot `index`; give it to exactly one event loop at a time."""

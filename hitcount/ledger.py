@@ -153,8 +153,11 @@ def open_ticker(
     *,
     clock: Callable[[], float] = time.time,
     last_logged: LastLogged | None = None,
+    lag: float = 0.0,
 ) -> Ticker:
-    """The ticker over `slots.total()`, resumed from the slots' emitted state."""
+    """The ticker over `slots`, resumed from the slots' emitted state. Seconds are closed with each
+    slot's own boundary mark where there is one (`Slots.total_at`); `lag` is how long after each
+    boundary to wait for the marks (a supervisor's ticker; 0 in the process that counts)."""
     ledger = Ledger(slots, emit, slots.total())
     seconds = resume(slots, server, clock(), ledger, log, last_logged)
-    return Ticker(seconds, slots.total, ledger.emit, log, clock=clock)
+    return Ticker(seconds, slots.total, ledger.emit, log, clock=clock, read_at=slots.total_at, lag=lag)

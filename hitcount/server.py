@@ -175,11 +175,17 @@ class Server:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _refresh_dates(self) -> None:
+        """At each second boundary, by this loop's own timer: the Date of the answers, and the mark of
+        this slot's total as the second begins (`Slots.total_at`). A timer that fires early re-arms."""
         assert self.site is not None
+        second = -1
         while True:
             now = self._clock()
-            self.site.refresh(now)
-            await asyncio.sleep(math.floor(now) + 1 - now + 0.0005)
+            if math.floor(now) != second:
+                second = math.floor(now)
+                self.slots.mark(self.index, second)  # first: the hits of this read-loop turn are new
+                self.site.refresh(now)
+            await asyncio.sleep(second + 1 - now)
 
 
 def listen_socket(config: Config, *, reuse_port: bool, port: int | None = None) -> socket.socket:

@@ -138,9 +138,15 @@ class Ticker:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        read_at: Callable[[int], int] | None = None,
+        lag: float = 0.0,
     ) -> None:
         self.seconds = seconds
         self._read_total = read_total
+        # `read_at(S)`: the total as second S began (counter.Slots.total_at), for closing seconds;
+        # `lag`: wake this long after each boundary, so the workers have written their marks for S.
+        self._read_at = read_at or (lambda ts: read_total())
+        self._lag = lag
         self._emit = emit
         self._log = log
         self._clock = clock
@@ -151,13 +157,15 @@ class Ticker:
         """Tick until cancelled. Deadlines come from the wall clock; an early wake re-arms."""
         while True:
             self.tick()  # on an early wake this emits nothing, but still notices a clock step
-            delay = self.seconds.deadline() - self._clock()
+            delay = self.seconds.deadline() + self._lag - self._clock()
             if delay > 0:
                 await self._sleep(min(delay, MAX_NAP))
 
     def tick(self) -> None:
         now = self._clock()
-        self._deliver(*self.seconds.close(now, self._read_total()))
+        # Never below what an earlier second already took (a slot that fell back to its live total).
+        total = max(self._read_at(math.floor(now)), self.seconds.last_total)
+        self._deliver(*self.seconds.close(now, total))
 
     def finish(self) -> None:
         """Emit the partial current second; call once, after the last hit has been counted."""

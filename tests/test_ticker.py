@@ -155,3 +155,44 @@ async def test_ticker_after_a_stall_spreads_and_logs() -> None:
     recs, evs = await _run_ticker(ft, [0], 5)
     assert [r.ts for r in recs][:4] == [T0, T0 + 1, T0 + 2, T0 + 3]
     assert recs[0].spread == 4 and [e.event for e in evs] == ["missed_ticks"]
+
+
+def test_slots_mark_closes_a_second_by_the_writers_own_boundary() -> None:
+    from hitcount.counter import Slots
+
+    slots = Slots.anonymous(2)
+    a, b = slots.counter(0), slots.counter(1)
+    a.add(10)
+    b.add(5)
+    slots.mark(0, T0 + 1)  # worker 0 marked second T0+1 as it began; worker 1 has not (yet)
+    a.add(7)  # hits after worker 0's boundary belong to T0+1
+    b.add(1)
+    assert slots.total_at(T0 + 1) == 10 + 6  # worker 0 by its mark, worker 1 live
+    assert slots.total_at(T0 + 2) == 17 + 6  # no mark for that second: live totals
+    assert slots.total() == 23
+
+
+async def test_ticker_closes_with_marks_and_never_goes_back() -> None:
+    ft = FakeTime(T0 + 0.5)
+    readings = {T0 + 1: 40, T0 + 2: 30}  # a fallback reading may exceed the next mark-based one
+    recs: list[Record] = []
+    ticker = Ticker(
+        Seconds("a", ft.now, 0),
+        lambda: 100,
+        recs.append,
+        lambda e: None,
+        clock=ft.clock,
+        sleep=ft.sleep,
+        read_at=lambda ts: readings.get(ts, 0),
+        lag=0.02,
+    )
+    task = asyncio.create_task(ticker.run())
+    while len(recs) < 2:
+        await asyncio.sleep(0)
+    task.cancel()
+    ticker.finish()  # the last, partial second takes the live total
+    # T0 closed by the reading at T0+1 (40); T0+1 by the lower one at T0+2 (30): held at 40, not -10
+    assert [(r.ts, r.count) for r in recs[:2]] == [(T0, 40), (T0 + 1, 0)]
+    assert sum(r.count for r in recs) == 100 and min(r.count for r in recs) >= 0
+    assert recs[-1].partial and [r.ts for r in recs] == list(range(T0, T0 + len(recs)))
+    assert ft.naps[0] == pytest.approx(0.52)  # woke `lag` after the boundary
