@@ -57,7 +57,10 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        # argparse names the converter ("invalid _port value"); users should see "invalid port value".
+        raise UsageError(
+            re.sub(r"invalid _(\w+) value", lambda m: f"invalid {m[1].replace('_', ' ')} value", message)
+        )
 
 
 def _env(name: str, default: Any) -> Any:
@@ -98,7 +101,8 @@ def _methods(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="hitcount",
-        description="Count hits on GET /log and write one JSON record per wall-clock second.",
+        description="Count hits on GET /log and write one JSON record per wall-clock second. "
+        "`hitcount aggregate --help`: the Aggregate & Report service for many collectors.",
         epilog="Every flag can also be set as HITCOUNT_<FLAG> (e.g. HITCOUNT_PORT=8080); "
         "the flag wins. Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 startup failure, "
         "4 a worker never became ready.",

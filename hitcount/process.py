@@ -24,7 +24,7 @@ from .counter import Slots
 from .ledger import LastLogged
 from .metrics import REPORT_ERRORS, REPORT_PENDING, REPORT_SPOOLED, Board
 from .records import Event, Record
-from .server import Server
+from .server import MetricsBindError, Server
 from .sinks import JsonLinesSink
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ async def serve_one(
     server = Server(config, emit, files.errors, slots=files.slots, last_logged=last_logged, board=files.board)
     try:
         await server.start()
+    except MetricsBindError as exc:
+        console(f"cannot listen on {exc.filename} for metrics: {bind_reason(exc)}")
+        return EXIT_STARTUP
     except OSError as exc:
         console(f"cannot listen on {config.host}:{config.port}: {bind_reason(exc)}")
         return EXIT_STARTUP

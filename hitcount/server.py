@@ -113,9 +113,10 @@ class Server:
             self.probe_server = ProbeServer(self.config, self.probes, self._log)
             try:
                 await self.probe_server.start(self.config.metrics_port)
-            except OSError:
+            except OSError as exc:
                 await self.stop(0)  # not half started: the hit port closes again
-                raise
+                host = self.config.metrics_host or self.config.host
+                raise MetricsBindError(exc.errno, exc.strerror, f"{host}:{self.config.metrics_port}") from exc
         self._tasks = [
             loop.create_task(self._refresh_dates(), name="hitcount-dates"),
             loop.create_task(self._beat(), name="hitcount-heartbeat"),
@@ -186,6 +187,10 @@ class Server:
                 self.slots.mark(self.index, second)  # first: the hits of this read-loop turn are new
                 self.site.refresh(now)
             await asyncio.sleep(second + 1 - now)
+
+
+class MetricsBindError(OSError):
+    """The --metrics-port listener could not be bound; `filename` says where."""
 
 
 def listen_socket(config: Config, *, reuse_port: bool, port: int | None = None) -> socket.socket:

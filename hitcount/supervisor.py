@@ -99,6 +99,8 @@ class Supervisor:
         if sys.platform.startswith("linux") and not os.environ.get(NO_REUSEPORT_ENV):
             infos = socket.getaddrinfo(self.config.host, self.config.port, type=socket.SOCK_STREAM)
             family, kind, proto, _, addr = infos[0]
+            if self.config.port:
+                _refuse_if_listened(family, kind, proto, addr)
             holder = socket.socket(family, kind, proto)
             holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -420,3 +422,16 @@ async def serve_workers(
         return await sup.run()
     finally:
         sup.close()
+
+
+def _refuse_if_listened(family: int, kind: int, proto: int, addr: object) -> None:
+    """Raise EADDRINUSE if something already listens on the port (another hitcount's workers, or any
+    other server). Our own sockets use SO_REUSEPORT, which would let a second server's workers join
+    the first one's silently and split its traffic; a plain SO_REUSEADDR bind is refused by Linux
+    while a listening socket holds the address, and is not troubled by connections in TIME_WAIT."""
+    probe = socket.socket(family, kind, proto)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(addr)  # type: ignore[arg-type]
+    finally:
+        probe.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -165,3 +166,20 @@ def test_sighup_reopens_log_files(tmp_path: Path) -> None:
     assert new, "no records in the reopened file"
     assert sum(r["count"] for r in old + new) == 4
     assert [r["ts"] for r in old + new] == sorted({r["ts"] for r in old + new})
+
+
+def test_bad_value_message_names_the_setting_not_our_function() -> None:
+    r = run("--metrics-port", "not_a_port")
+    assert r.returncode == 2
+    assert "invalid metrics port value: 'not_a_port'" in r.stderr and "_metrics_port" not in r.stderr
+
+
+def test_busy_metrics_port_names_the_metrics_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        r = run("--port", "0", "--metrics-port", str(taken), cwd=tmp_path)
+    assert r.returncode == 3
+    (line,) = r.stderr.strip().splitlines()
+    assert f"127.0.0.1:{taken} for metrics" in line and "address already in use" in line

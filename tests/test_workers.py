@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from .load import Load
-from .support import Proc, records
+from .support import Proc, child_env, records
 
 SERVER_ID = "t1"
 
@@ -301,3 +303,24 @@ def _stderr_so_far(proc: Proc) -> list[str]:
     if chunk:
         proc.stderr_lines += chunk.decode().splitlines(keepends=True)
     return proc.stderr_lines
+
+
+def test_second_multi_worker_server_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second server's workers join the first's and split its traffic."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Proc(tmp_path / "a", ["--workers", "2"]).start()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "hitcount", "--workers", "2", "--port", str(first.port)],
+            cwd=tmp_path / "b",
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 3, r.stderr
+        (line,) = r.stderr.strip().splitlines()
+        assert "address already in use" in line.lower()
+    finally:
+        assert first.stop() == 0
