@@ -20,8 +20,9 @@ from .site import Site
 
 IDLE, HEAD, BODY = 0, 1, 2
 NO_BODY = (b"GET", b"HEAD")
-# Request-line bytes besides method and target: " HTTP/1.1\r\n" plus the space after the method.
-LINE_EXTRA = 12
+# Head bytes besides method, target and fields: the space after the method, " HTTP/1.1\r\n", and the
+# blank line that ends the head.
+LINE_EXTRA = 14
 
 
 class Stop(Exception):
@@ -114,6 +115,8 @@ class Careful:
         self._reset()
 
     def on_url(self, url: bytes) -> None:
+        if not self._url:  # the method counts towards the head as the fast parser measures it
+            self._head = len(self.parser.get_method())
         self._url += url
         if len(self._url) > self._site.max_url:
             self._refuse(414, "url_too_long", f"request target longer than {self._site.max_url} bytes")

@@ -3,13 +3,15 @@ callback: a head's bytes and lines are counted as they stream in, and every head
 over the limits is measured before llhttp can complete (and so count) it.
 
 Owns: `HeadLimits` (a mixin of HitProtocol: the state it reads is HitProtocol's slots), and the byte
-helpers `skip_blank_lines` and `head_end`. Imports `site` only; never httptools.
+helpers `skip_blank_lines` and `head_end`. Imports `site` and `careful` (to hand it a body that
+looked like heads); never httptools itself.
 Must not: run on the hot path: HitProtocol calls in only for reads longer than `Site.scan`, reads
 after one that ended inside a head, and reads that end inside one.
 """
 
 from __future__ import annotations
 
+from .careful import Careful
 from .site import Site
 
 CRLF2 = b"\r\n\r\n"
@@ -26,6 +28,7 @@ class HeadLimits:
 
     _site: Site  # the rest is HitProtocol's, read only here
     stopped: bool
+    _careful: Careful | None
 
     def _feed(self, data: bytes) -> None:
         raise NotImplementedError
@@ -63,7 +66,11 @@ class HeadLimits:
             stop = n if end < 0 else end + 4
             if not self._measure(data, pos, stop):
                 self._feed(data[:pos])
-                if not self.stopped:
+                if self._careful is not None and not self.stopped:
+                    # A request before it was not GET/HEAD, so what looked like a head may be its
+                    # body: the careful parser, which measures heads itself, takes the rest.
+                    self._careful.feed(data[pos:])
+                elif not self.stopped:
                     self._measure(data, pos, stop, refuse=True)
                 return
             if end < 0:
@@ -104,7 +111,14 @@ class HeadLimits:
         new = not self._head or done
         if new:  # it began after the last blank line (and after any body before it)
             i = data.rfind(CRLF2)
-            start = min(len(data), (i + 4 if i >= 0 else 0) + body_before)
+            if i >= 0:
+                end = i + 4
+            elif done and self._head:  # the blank line ending the last head straddled two reads
+                end = max(head_end(self._carry, data), 0)
+            else:
+                end = 0
+            # not the CRLFs llhttp skips between requests: they are no part of the head
+            start = skip_blank_lines(data, min(len(data), end + body_before))
             self._head = max(len(data) - start, 1)
             self._lines = data.count(b"\n", start)
         else:

@@ -18,6 +18,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from .careful import BODY, IDLE, Careful, Stop, status_of
 from .config import LINGER_BYTES, REPLAY_ENTRIES, REPLAY_MAX_READ, WRITE_HIGH_WATER, WRITE_LOW_WATER
 from .heads import CRLF2, HeadLimits, skip_blank_lines
+from .owed import unsent
 from .responses import CONTINUE, build, error_response
 from .site import Site
 
@@ -45,6 +46,7 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
         "_vpos",
         "_refused_first",
         "_drained",
+        "_owed",
         "deadline",
         "_clean",
     )
@@ -65,6 +67,7 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
         self._carry = b""  # its last 3 bytes: the blank line that ends it may straddle two reads
         self._exact = False  # ask llhttp every request's version (else: the raw first line, below)
         self._drained = 0  # bytes dropped after our last answer (lingering close)
+        self._owed = -1  # unsent answer bytes at the last sweep while lingering (-1: not looked yet)
         self._refused_first = False  # a read's first answer was a refusal, not a request's
         self._vpos = 0  # where " HTTP/1.1\r\n" must start in a plain read's first request
         self.deadline = site.head_deadline
@@ -101,8 +104,8 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.stopped:
             self._drained += len(data)
-            if self._drained > LINGER_BYTES and self._transport is not None:
-                self._transport.abort()
+            if self._drained > LINGER_BYTES and not unsent(self._transport):
+                self._transport.abort()  # every answer has reached the client: an RST loses nothing
             return
         site = self._site
         if self._clean:
@@ -325,6 +328,13 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
         an idle keep-alive connection is closed; one still open a period later is aborted."""
         transport = self._transport
         if self.stopped:
+            owed = unsent(transport)
+            if owed and (self._owed < 0 or owed < self._owed):
+                # Still delivering answers to counted hits, and the client reads them: an abort now
+                # would drop them (RST). Give it another period.
+                self._owed = owed
+                self.deadline = self._site.keep_deadline
+                return
             transport.abort()
             return
         if self._head or self._url or self._careful is not None:
@@ -340,10 +350,20 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
             self._transport.abort()
 
     def drain(self) -> None:
-        """Close now if idle or lingering after its last answer (close flushes what is queued);
-        otherwise the request in progress is answered with a close."""
-        if self._transport is None:
+        """Shutdown: close now if idle or lingering and nothing is owed to the client; linger if
+        answers are still on their way; a request in progress is answered with a close."""
+        transport = self._transport
+        if transport is None or not (self.stopped or not (self._url or self._head or self._careful)):
             return
-        if self.stopped or not (self._url or self._head or self._careful):
+        if not unsent(transport):
             self.stopped = True
-            self._transport.close()
+            transport.close()  # nothing owed: even an RST (over unread input) loses nothing
+            return
+        # Answers to counted hits are still on their way: a close with unread input (pipelined
+        # requests we will not answer) would RST them away. Linger instead: FIN after the answers,
+        # drop what comes in; the client closes, or the sweep / the graceful timeout aborts.
+        if not self.stopped:
+            self.stopped = True
+            self.deadline = self._site.keep_deadline
+            transport.write_eof()
+        transport.resume_reading()

@@ -139,7 +139,9 @@ class Server:
         while self.site.connections and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL)
         for conn in list(self.site.connections):
-            conn.abort()  # only requests never completed remain; none of them was counted
+            # Requests never completed (not counted), or clients that did not read their answers
+            # within the graceful timeout (those answers are lost: see docs/hardening.md).
+            conn.abort()
         self.site.close()
         for task in self._tasks:
             task.cancel()

@@ -40,6 +40,12 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
     def abort(self) -> None:
         self.closed = True
 

@@ -1,0 +1,42 @@
+"""Found by the adversarial pass: inputs whose answers depended on where the reads ended. Each case is
+fed whole, split where the fault was found, and split everywhere, on a fake transport; the answers
+and the count must be the same every time (and right)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_hardening import hdrs
+from .test_protocol_splits import run
+
+GET = b"GET /log HTTP/1.1\r\nHost: a\r\n\r\n"
+# 10 fields (the limit of test_protocol_splits.CONFIG), preceded by blank lines llhttp skips
+AT_LIMIT = b"GET /log HTTP/1.1\r\n" + hdrs(10) + b"\r\n"
+# A body that looks like a GET head with far more than 10 lines
+FAKE_HEAD = b"GET / HTTP/1.1\r\n" + b"x\n" * 40 + b"\r\n\r\n"
+POST = b"POST /log HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(FAKE_HEAD) + FAKE_HEAD
+# A POST head of 1025 bytes (the limit is 1024): over by one, however it is read
+BIG_POST = b"POST /log HTTP/1.1\r\nContent-Length: 0\r\nX: " + b"v" * (1025 - 46) + b"\r\n\r\n"
+assert len(BIG_POST) == 1025
+
+CASES = [
+    # blank lines before a head left open by a read were counted as its lines (431 for a valid hit)
+    ("blank lines before an open head", [b"\r", b"\n\r\n" + AT_LIMIT[:-40], AT_LIMIT[-40:]], [204], 1),
+    ("bare LFs before an open head", [b"\n\n\n" + AT_LIMIT[:-40], AT_LIMIT[-40:]], [204], 1),
+    # the blank line ending the last head straddled reads: its LFs were counted into the next head
+    ("straddling blank line", [GET[:-3], GET[-3:] + AT_LIMIT[:-40], AT_LIMIT[-40:]], [204, 204], 2),
+    # a long read measured a POST's body as if it were heads: 431 instead of two hits
+    ("body that looks like a head", [POST + GET], [204, 204], 2),
+    ("body that looks like a head, after a hit", [GET + POST + GET], [204, 204, 204], 3),
+    # the careful parser left the method and the final blank line out of a head's size
+    ("careful head over by one", [GET + BIG_POST[:100], BIG_POST[100:]], [204, 431], 1),
+]
+
+
+@pytest.mark.parametrize("chunks,statuses,hits", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_answers_do_not_depend_on_reads(chunks: list[bytes], statuses: list[int], hits: int) -> None:
+    data = b"".join(chunks)
+    assert run(chunks)[:2] == (statuses, hits)
+    assert run([data])[:2] == (statuses, hits)
+    for i in range(len(data) + 1):
+        assert run([data[:i], data[i:]])[:2] == (statuses, hits), f"split at {i}"
