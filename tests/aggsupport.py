@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .support import LISTEN_RE, child_env, connect, free_port, read_responses
+from .support import LISTEN_RE, child_env, connect, free_port, read_responses, track
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -49,7 +49,7 @@ class RedisServer:
             "--protected-mode",
             "no",
         ]
-        self.popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.popen = track(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -92,10 +92,10 @@ class AggProc:
     def start(self, timeout: float = 15.0) -> AggProc:
         cmd = [sys.executable, "-m", "hitcount", "aggregate", "--port", str(self.port)]
         cmd += ["--store", self.store, "--error-log", str(self.tmp / "aggregate-error.log"), *self.args]
-        self.popen = subprocess.Popen(
+        self.popen = track(subprocess.Popen(
             cmd, cwd=self.tmp, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        ))  # fmt: skip
         assert self.popen.stderr is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -22,6 +22,26 @@ ROOT = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"listening on http://[^:]+:(\d+)")
 
 
+# Every child process a test starts, so that one left running by a failing test is killed (by pid)
+# when that test ends (tests/conftest.py) instead of outliving the run.
+STARTED: list[subprocess.Popen[Any]] = []
+
+
+def track(popen: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    STARTED.append(popen)
+    return popen
+
+
+def kill_leftovers() -> list[int]:
+    """Kill every tracked child still running; returns their pids."""
+    left = [p for p in STARTED if p.poll() is None]
+    for p in left:
+        p.kill()
+        p.wait(10)
+    STARTED.clear()
+    return [p.pid for p in left]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,13 +88,15 @@ class Proc:
             str(self.error_log),
             *self.args,
         ]
-        self.popen = subprocess.Popen(
-            cmd,
-            cwd=self.tmp,
-            env=child_env(**self.env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self.popen = track(
+            subprocess.Popen(
+                cmd,
+                cwd=self.tmp,
+                env=child_env(**self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         )
         deadline = time.monotonic() + timeout
         assert self.popen.stderr is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvloop
 
 from .load import load
-from .support import ROOT, Proc, check_series, connect, free_port, records
+from .support import ROOT, Proc, check_series, connect, free_port, records, track
 
 EXAMPLE = ROOT / "examples" / "nginx" / "hitcount-lb.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -51,8 +51,10 @@ def test_two_collectors_behind_nginx_count_exactly(tmp_path: Path) -> None:
         collectors.append(Proc(d, ["--server-id", name]).start())
     listen = free_port()
     conf = _nginx_conf(tmp_path, listen, [c.port for c in collectors])
-    nginx = subprocess.Popen(
-        [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.PIPE
+    nginx = track(
+        subprocess.Popen(
+            [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.PIPE
+        )
     )
     try:
         _wait_listening(listen, nginx)
