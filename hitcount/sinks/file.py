@@ -7,6 +7,7 @@ Must not: block the caller. A slow or full disk delays the file, never request h
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -59,7 +60,8 @@ class LineWriter:
 
     def _release(self) -> None:
         if self._file is not None and self._file is not self._dash:
-            self._file.close()
+            with contextlib.suppress(OSError):  # close flushes: the disk that refused the write may
+                self._file.close()  # refuse that too (the line is written again by the retry)
         self._file = None
 
     def _run(self) -> None:
