@@ -15,6 +15,7 @@ import pytest
 
 from hitcount.cli import UsageError, parse
 from hitcount.config import Config
+from hitcount.counter import Slots, StateFileError
 from hitcount.sinks.file import LineWriter
 
 from .support import ROOT, child_env
@@ -83,3 +84,26 @@ def test_records_to_dev_full_one_line_no_traceback(tmp_path: Path) -> None:
     text = child.stderr.read().decode()
     assert "Traceback" not in text and "Exception" not in text, text
     assert "cannot write /dev/full" in text
+
+
+@pytest.mark.parametrize("damage", ["5 bytes", "not whole words", "slot count too large"])
+def test_a_damaged_state_file_is_one_line_and_exit_3(damage: str, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    slots = Slots.open(str(state / "slots"), 2)
+    slots.close()
+    path = state / "slots"
+    data = path.read_bytes()
+    if damage == "5 bytes":
+        data = data[:5]
+    elif damage == "not whole words":
+        data = data + b"\0\0\0"
+    else:
+        data = data[:16] + (10**9).to_bytes(8, "little") + data[24:]
+    path.write_bytes(data)
+    with pytest.raises(StateFileError):
+        Slots.open(str(path))
+    cmd = [sys.executable, "-m", "hitcount", "--port", "0", "--state-dir", str(state)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=child_env(), capture_output=True, timeout=30)
+    lines = done.stderr.decode().splitlines()
+    assert done.returncode == 3 and len(lines) == 1 and "state" in lines[0], lines
