@@ -40,3 +40,20 @@ def test_answers_do_not_depend_on_reads(chunks: list[bytes], statuses: list[int]
     assert run([data])[:2] == (statuses, hits)
     for i in range(len(data) + 1):
         assert run([data[:i], data[i:]])[:2] == (statuses, hits), f"split at {i}"
+
+
+CHUNKED = b"PUT /log HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("start,filler", [(b"1;", b"a"), (b"1;x=", b"b"), (b"", b"0")])
+def test_endless_chunk_framing_is_refused(start: bytes, filler: bytes) -> None:
+    """An endless chunk extension (or run of leading zeros) carries no body bytes, so the body limit
+    never fired and each read moved the deadline: the connection was held for ever."""
+    reads = [GET + CHUNKED + start] + [filler * 65536] * 40  # 2.5 MiB of framing; the limit is 1000
+    assert run(reads) == ([204, 413], 1, True)
+
+
+def test_a_body_at_the_limit_in_one_byte_chunks_is_accepted() -> None:
+    body = b"".join(b"1\r\n%c\r\n" % (65 + i % 26) for i in range(1000)) + b"0\r\n\r\n"
+    reads = [CHUNKED] + [body[i : i + 100] for i in range(0, len(body), 100)] + [GET]
+    assert run(reads)[:2] == ([204, 204], 2)
