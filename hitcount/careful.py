@@ -23,6 +23,12 @@ NO_BODY = (b"GET", b"HEAD")
 # Head bytes besides method, target and fields: the space after the method, " HTTP/1.1\r\n", and the
 # blank line that ends the head.
 LINE_EXTRA = 14
+# A chunked body's framing (sizes, extensions, CRLFs) is not body, so --limit-max-body alone does not
+# bound it: an endless chunk extension or run of leading zeros would hold a connection for ever. The
+# bytes read while inside one body are bounded instead by this many times the body limit plus
+# FRAMING_SLACK (1-byte chunks cost 6 bytes on the wire each; nobody sends a large body that way).
+WIRE_FACTOR = 8
+FRAMING_SLACK = 64 * 1024
 
 
 class Stop(Exception):
@@ -53,6 +59,7 @@ class Careful:
         "state",
         "body",
         "body_before",
+        "wire",
         "continue_pending",
         "_url",
         "_head",
@@ -72,6 +79,7 @@ class Careful:
         # Content-Length body bytes of the last completed message: a head that starts after it in
         # the same read starts that many bytes after its blank line (chunked ones end at one).
         self.body_before = 0
+        self.wire = 0  # bytes of the reads that ended inside the current body (an upper bound)
         self.continue_pending = False
         self._reset()
 
@@ -89,6 +97,8 @@ class Careful:
         while True:
             try:
                 self.parser.feed_data(data)
+                if self.state == BODY and not owner.stopped:
+                    self._bound_wire(len(data))
                 return
             except HttpParserUpgrade as exc:
                 # RFC 9110 §7.8: Upgrade may be ignored; the request was answered as plain HTTP/1.1.
@@ -102,6 +112,12 @@ class Careful:
                     status, kind = status_of(exc)
                     owner.refuse(status, kind, str(exc) or "malformed request")
                 return
+
+    def _bound_wire(self, n: int) -> None:
+        """The read ended inside a body: bound the body's bytes on the wire (see WIRE_FACTOR)."""
+        self.wire += n
+        if self.wire > self._site.max_body * WIRE_FACTOR + FRAMING_SLACK:
+            self._owner.refuse(413, "body_too_large", "chunked body framing too large")
 
     def _refuse(self, status: int, kind: str, detail: str) -> None:
         self._owner.refuse(status, kind, detail)
@@ -139,6 +155,7 @@ class Careful:
 
     def on_headers_complete(self) -> None:
         self.state = BODY
+        self.wire = 0
         parser = self.parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":

@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_WORKER_HEALTHCHECK,
+    MAX_WORKERS,
     Config,
 )
 from .console import Console
@@ -85,7 +86,7 @@ def _workers(text: str) -> int:
     if text == "auto":
         return os.cpu_count() or 1
     n = int(text)
-    if n < 1:
+    if not 1 <= n <= MAX_WORKERS:
         raise ValueError(text)
     return n
 

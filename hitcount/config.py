@@ -35,6 +35,8 @@ RESTART_WINDOW = 60.0
 # Restart delays after consecutive deaths of one slot: at once, then doubling up to the cap.
 RESTART_BACKOFF = (0.0, 0.25, 0.5, 1.0, 2.0)
 # Methods llhttp knows that may be listed in --methods. HEAD is answered always (as GET, no body).
+# A typo (--workers 100000) must not fork the host to its knees; no machine we run on has 1024 cores.
+MAX_WORKERS = 1024
 KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
 
 # Write-buffer marks for backpressure: a client that pipelines without reading stops being read once
@@ -120,6 +122,9 @@ class Config:
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
             raise ValueError(f"path must start with '/': {self.path!r}")
+        if not all("!" <= c <= "~" and c not in "?#" for c in self.path):
+            # compared with the raw request target: visible ASCII only, and no query or fragment
+            raise ValueError(f"path must be visible ASCII without '?' or '#': {self.path!r}")
         bad = [m for m in self.methods if m not in KNOWN_METHODS]
         if bad or not self.methods:
             raise ValueError(
@@ -128,8 +133,8 @@ class Config:
             )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port out of range: {self.port}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1: {self.workers}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1 to {MAX_WORKERS}: {self.workers}")
         self._check_limits()
         self._check_operations()
 
@@ -167,7 +172,8 @@ class Config:
         """`--state-dir`, or `.hitcount/` beside the record log (the working directory for stdout)."""
         if self.state_dir:
             return self.state_dir
-        base = "." if self.log_file == "-" else os.path.dirname(os.path.abspath(self.log_file))
+        special = self.log_file == "-" or self.log_file.startswith("/dev/")  # not beside /dev/stdout
+        base = "." if special else os.path.dirname(os.path.abspath(self.log_file))
         return os.path.join(base, ".hitcount")
 
     def resolved_server_id(self) -> str:

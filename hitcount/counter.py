@@ -88,6 +88,8 @@ class Slots:
                 slots = cls(mmap.mmap(fd, 0), fd, path)
                 slots._init(max(n, 1))
                 return slots
+            if size % WORD or size < _size(1):  # torn or foreign: not even a header and one slot
+                raise StateFileError(f"{path} is not a hitcount state file ({size} bytes)")
             slots = cls(mmap.mmap(fd, 0), fd, path)
         except BaseException:
             os.close(fd)
@@ -116,6 +118,10 @@ class Slots:
             version = v[H_VERSION]
             self.close()
             raise StateFileError(f"{self.path} has state format {version}, this hitcount reads {VERSION}")
+        if not 1 <= v[H_NSLOTS] <= (len(v) - HEADER_WORDS) // SLOT_WORDS:
+            nslots = v[H_NSLOTS]
+            self.close()
+            raise StateFileError(f"{self.path} is damaged: {nslots} slots do not fit in its size")
 
     def __len__(self) -> int:
         return int(self.view[H_NSLOTS])

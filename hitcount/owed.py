@@ -3,8 +3,8 @@ that the peer has not acknowledged. A close with unread input (or an abort) make
 and drop its send queue, so answers to hits already counted would be lost: closing is harmless only
 once this is 0. (Data the peer's kernel has acknowledged stays readable there after an RST.)
 
-Owns: `unsent`. Imports nothing of ours. Must not: run per request (an ioctl): it is asked only when
-a connection is about to be closed or aborted.
+Owns: `unsent`, `MIN_PROGRESS`. Imports nothing of ours. Must not: run per request (an ioctl): it
+is asked only when a connection is about to be closed or aborted.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import fcntl
 import struct
 import termios
 from typing import Any
+
+# A closing connection still owed answers is waited for, one sweep period at a time, only while its
+# client reads at least this much per period (or the rest): a slow-read attacker cannot hold it for ever.
+MIN_PROGRESS = 16 * 1024
 
 _OUTQ = getattr(termios, "TIOCOUTQ", None)  # Linux: SIOCOUTQ, unsent + unacknowledged bytes
 

@@ -18,7 +18,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from .careful import BODY, IDLE, Careful, Stop, status_of
 from .config import LINGER_BYTES, REPLAY_ENTRIES, REPLAY_MAX_READ, WRITE_HIGH_WATER, WRITE_LOW_WATER
 from .heads import CRLF2, HeadLimits, skip_blank_lines
-from .owed import unsent
+from .owed import MIN_PROGRESS, unsent
 from .responses import CONTINUE, build, error_response
 from .site import Site
 
@@ -329,7 +329,7 @@ class HitProtocol(HeadLimits, asyncio.Protocol):
         transport = self._transport
         if self.stopped:
             owed = unsent(transport)
-            if owed and (self._owed < 0 or owed < self._owed):
+            if owed and (self._owed < 0 or self._owed - owed >= min(MIN_PROGRESS, self._owed)):
                 # Still delivering answers to counted hits, and the client reads them: an abort now
                 # would drop them (RST). Give it another period.
                 self._owed = owed

@@ -4,10 +4,17 @@ and the count must be the same every time (and right)."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
+from hitcount.config import Config
+from hitcount.counter import Slots
+from hitcount.protocol import HitProtocol, Site
+
 from .test_hardening import hdrs
-from .test_protocol_splits import run
+from .test_protocol_splits import Clock, Transport, run
 
 GET = b"GET /log HTTP/1.1\r\nHost: a\r\n\r\n"
 # 10 fields (the limit of test_protocol_splits.CONFIG), preceded by blank lines llhttp skips
@@ -40,3 +47,63 @@ def test_answers_do_not_depend_on_reads(chunks: list[bytes], statuses: list[int]
     assert run([data])[:2] == (statuses, hits)
     for i in range(len(data) + 1):
         assert run([data[:i], data[i:]])[:2] == (statuses, hits), f"split at {i}"
+
+
+CHUNKED = b"PUT /log HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("start,filler", [(b"1;", b"a"), (b"1;x=", b"b"), (b"", b"0")])
+def test_endless_chunk_framing_is_refused(start: bytes, filler: bytes) -> None:
+    """An endless chunk extension (or run of leading zeros) carries no body bytes, so the body limit
+    never fired and each read moved the deadline: the connection was held for ever."""
+    reads = [GET + CHUNKED + start] + [filler * 65536] * 40  # 2.5 MiB of framing; the limit is 1000
+    assert run(reads) == ([204, 413], 1, True)
+
+
+def test_a_body_at_the_limit_in_one_byte_chunks_is_accepted() -> None:
+    body = b"".join(b"1\r\n%c\r\n" % (65 + i % 26) for i in range(1000)) + b"0\r\n\r\n"
+    reads = [CHUNKED] + [body[i : i + 100] for i in range(0, len(body), 100)] + [GET]
+    assert run(reads)[:2] == ([204, 204], 2)
+
+
+class Owing(Transport):
+    """A transport whose unsent bytes the test sets (the real one adds the kernel's SIOCOUTQ)."""
+
+    owed = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.owed
+
+
+def test_closing_waits_for_a_reading_client_but_not_for_ever() -> None:
+    """Aborting a closed connection with answers unsent RSTs them away (counted hits the client never
+    sees), so the sweep waits while the client reads, but a client that reads slower than
+    MIN_PROGRESS a period is aborted: a slow reader cannot hold the connection for ever."""
+    site: Any = Site(Config(timeout_keep_alive=5), Slots.anonymous(1).counter(0), time.time())
+    clock = Clock()
+    site.start(clock)
+    proto, t = HitProtocol(site), Owing()
+    proto.connection_made(t)
+    proto.data_received(GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert t.eof and not t.aborted
+    t.owed = 1_000_000
+    clock.advance(7)
+    assert not t.aborted  # first look at what is owed: wait a period
+    for _ in range(5):  # reading 100 KB a period: waited for
+        t.owed -= 100_000
+        clock.advance(6)
+        assert not t.aborted
+    t.owed -= 1000  # stalled: 1 KB in a period
+    clock.advance(6)
+    assert t.aborted
+
+
+def test_closing_aborts_at_once_when_nothing_is_owed() -> None:
+    site: Any = Site(Config(timeout_keep_alive=5), Slots.anonymous(1).counter(0), time.time())
+    clock = Clock()
+    site.start(clock)
+    proto, t = HitProtocol(site), Owing()
+    proto.connection_made(t)
+    proto.data_received(GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    clock.advance(7)
+    assert t.aborted

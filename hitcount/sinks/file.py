@@ -7,6 +7,7 @@ Must not: block the caller. A slow or full disk delays the file, never request h
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -34,6 +35,7 @@ class LineWriter:
         self._file: IO[str] | None = None
         self._closing = False
         self.errors = 0
+        self.dropped = 0  # lines given up at close because the file kept refusing them
         self._open()  # fail now, in the caller, if the path cannot be opened at all
         self._thread = threading.Thread(target=self._run, name=f"writer:{path}", daemon=True)
         self._thread.start()
@@ -46,8 +48,10 @@ class LineWriter:
         self._queue.put(_REOPEN)
 
     def close(self) -> None:
-        """Write everything queued, then close. Safe to call twice."""
+        """Write everything queued, then close. Safe to call twice. A line the file still refuses
+        once closing is given up (after one more attempt each), so a full disk cannot hang shutdown."""
         if self._thread.is_alive():
+            self._closing = True  # seen by a retry loop that would otherwise never take _STOP
             self._queue.put(_STOP)
             self._thread.join()
 
@@ -59,7 +63,8 @@ class LineWriter:
 
     def _release(self) -> None:
         if self._file is not None and self._file is not self._dash:
-            self._file.close()
+            with contextlib.suppress(OSError):  # close flushes: the disk that refused the write may
+                self._file.close()  # refuse that too (the line is written again by the retry)
         self._file = None
 
     def _run(self) -> None:
@@ -69,6 +74,8 @@ class LineWriter:
                 self._closing = True
                 self._drain()
                 self._release()
+                if self.dropped:
+                    print(f"hitcount: {self.dropped} line(s) not written to {self.path}", file=sys.stderr)
                 return
             if item is _REOPEN:
                 self._release()
@@ -101,6 +108,7 @@ class LineWriter:
                     print(f"hitcount: cannot write {self.path}: {exc}; retrying", file=sys.stderr)
                     failing = True
                 if self._closing:
+                    self.dropped += 1
                     return
                 time.sleep(RETRY_PAUSE)
 

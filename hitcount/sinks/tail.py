@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 # 256 KiB holds ~3,000 records of ~80 bytes: far more than the ledger's checkpoint ring covers.
 TAIL_BYTES = 256 * 1024
@@ -23,10 +24,12 @@ def last_logged(path: str, server: str) -> int | None:
         return None
     try:
         with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None  # a device or pipe (/dev/stdout, /dev/full): no tail to read back
             size = f.seek(0, os.SEEK_END)
             start = max(0, size - TAIL_BYTES)
             f.seek(start)
-            data = f.read()
+            data = f.read(TAIL_BYTES)  # the file may grow meanwhile
     except FileNotFoundError:
         return -1
     except OSError:
