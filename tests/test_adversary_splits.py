@@ -13,8 +13,9 @@ from hitcount.config import Config
 from hitcount.counter import Slots
 from hitcount.protocol import HitProtocol, Site
 
+from .fakes import Transport
 from .test_hardening import hdrs
-from .test_protocol_splits import Clock, Transport, run
+from .test_protocol_splits import Clock, run
 
 GET = b"GET /log HTTP/1.1\r\nHost: a\r\n\r\n"
 # 10 fields (the limit of test_protocol_splits.CONFIG), preceded by blank lines llhttp skips

@@ -17,7 +17,7 @@ from hitcount.config import Config
 from hitcount.counter import Slots
 from hitcount.protocol import HitProtocol, Site
 
-from .test_protocol_splits import Transport
+from .fakes import Transport
 from .wire import sniff
 
 URL, HEAD, FIELDS, BODY = 64, 400, 8, 300

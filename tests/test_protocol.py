@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -12,6 +11,8 @@ from hypothesis import strategies as st
 from hitcount.config import Config
 from hitcount.counter import Slots
 from hitcount.protocol import HitProtocol, Site
+
+from .fakes import Transport
 
 GET = b"GET /log HTTP/1.1\r\nHost: t\r\n\r\n"
 STREAM = (
@@ -27,52 +28,11 @@ STREAM_STATUSES = [204, 204, 404, 204, 204, 204, 405]
 STREAM_HITS = 4  # GET, GET, PUT, POST; HEAD is answered, not counted
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def write_eof(self) -> None:  # lingering close: our FIN after the answers
-        self.closed = True
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def statuses(self) -> list[int]:
-        return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(self.writes))]
-
-
-def make(methods: tuple[str, ...] = ("GET", "PUT", "POST")) -> tuple[HitProtocol, FakeTransport, Slots]:
+def make(methods: tuple[str, ...] = ("GET", "PUT", "POST")) -> tuple[HitProtocol, Transport, Slots]:
     slots = Slots.anonymous(1)
     site = Site(Config(methods=methods), slots.counter(0), 1_700_000_000.0)
     proto = HitProtocol(site)
-    tr = FakeTransport()
+    tr = Transport()
     proto.connection_made(tr)
     return proto, tr, slots
 
@@ -86,7 +46,7 @@ def test_whole_stream_in_one_read_is_one_write() -> None:
     proto, tr, slots = make()
     feed(proto, STREAM)
     assert len(tr.writes) == 1
-    assert tr.statuses() == STREAM_STATUSES and slots.total() == STREAM_HITS and not tr.closed
+    assert tr.statuses() == STREAM_STATUSES and slots.total() == STREAM_HITS and not tr.done
 
 
 @pytest.mark.parametrize("cut", range(1, len(STREAM)))
@@ -112,20 +72,20 @@ def test_answers_owed_go_out_before_the_error_in_order() -> None:
     proto, tr, slots = make()
     feed(proto, GET + b"GET /nope HTTP/1.1\r\n\r\n" + GET + b"GET /log HTTP/1.1\r\nBad Header\r\n\r\n" + GET)
     assert tr.statuses() == [204, 404, 204, 400] and slots.total() == 2
-    assert len(tr.writes) == 1 and tr.closed
+    assert len(tr.writes) == 1 and tr.done
     assert b"Connection: close" in tr.writes[0].split(b"HTTP/1.1 400")[1]
 
 
 def test_bad_body_after_headers_is_not_counted() -> None:
     proto, tr, slots = make()
     feed(proto, b"PUT /log HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n")
-    assert tr.statuses() == [400] and slots.total() == 0 and tr.closed
+    assert tr.statuses() == [400] and slots.total() == 0 and tr.done
 
 
 def test_connection_close_stops_parsing_the_rest() -> None:
     proto, tr, slots = make()
     feed(proto, b"GET /log HTTP/1.1\r\nConnection: close\r\n\r\n" + GET * 3)
-    assert tr.statuses() == [204] and slots.total() == 1 and tr.closed
+    assert tr.statuses() == [204] and slots.total() == 1 and tr.done
     feed(proto, GET)  # anything arriving after the close is ignored
     assert slots.total() == 1
 
@@ -133,7 +93,7 @@ def test_connection_close_stops_parsing_the_rest() -> None:
 def test_upgrade_is_ignored_and_the_connection_goes_on() -> None:
     proto, tr, slots = make()
     feed(proto, b"GET /log HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET)
-    assert tr.statuses() == [204, 204] and slots.total() == 2 and not tr.closed
+    assert tr.statuses() == [204, 204] and slots.total() == 2 and not tr.done
 
 
 def test_count_is_in_the_slot_before_the_answer_is_written() -> None:
@@ -151,9 +111,9 @@ def test_drain_closes_idle_and_answers_in_progress_with_close() -> None:
     idle._site = proto._site  # noqa: SLF001
     feed(proto, b"GET /log HTTP/1.1\r\nHo")
     proto._site.drain()  # noqa: SLF001
-    assert idle_tr.closed and not tr.closed
+    assert idle_tr.done and not tr.done
     feed(proto, b"st: t\r\n\r\n")
-    assert tr.statuses() == [204] and tr.closed and b"Connection: close" in tr.writes[0]
+    assert tr.statuses() == [204] and tr.done and b"Connection: close" in tr.writes[0]
     assert slots.total() == 1
 
 
@@ -250,7 +210,7 @@ def test_replay_memo_changes_nothing(reads: list[bytes]) -> None:
         if not memo:
             proto._site.replay = _NoMemo()  # noqa: SLF001
         feed(proto, *reads)
-        results.append((b"".join(tr.writes), slots.total(), tr.closed))
+        results.append((b"".join(tr.writes), slots.total(), tr.done))
     assert results[0] == results[1]
 
 

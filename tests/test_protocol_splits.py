@@ -14,6 +14,7 @@ from hitcount.config import Config
 from hitcount.counter import Slots
 from hitcount.protocol import HitProtocol, Site
 
+from .fakes import Transport
 from .test_hardening import TABLE
 from .wire import sniff
 
@@ -24,42 +25,6 @@ CONFIG = Config(
     limit_max_headers=10,
     limit_max_body=1000,
 )
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.closed = False
-        self.eof = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        assert not (self.eof or self.closed), "write after close"
-        self.data += data
-
-    def write_eof(self) -> None:
-        self.eof = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def run(reads: list[bytes], config: Config = CONFIG) -> tuple[list[int], int, bool]:
